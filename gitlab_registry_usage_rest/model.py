@@ -1,0 +1,86 @@
+"""The data model: what a crawl found (``Listing``) and what the service serves (``Snapshot``).
+
+Pure: frozen dataclasses and tuples all the way down, so a snapshot can be shared by every request
+thread without locks. Nothing here does I/O or imports from the rest of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class ImageListing:
+    """One tag as the registry describes it: the distinct layer digests of its image, in manifest order."""
+
+    tag: str
+    layers: tuple[str, ...]
+    digest: str | None = None
+    media_type: str | None = None
+    platforms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryListing:
+    """A repository with its tags in the order ``tags/list`` returned them; ``None`` if they could not be read."""
+
+    name: str
+    images: tuple[ImageListing, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A whole crawl: repositories in catalog order and the size of every layer seen."""
+
+    repositories: tuple[RepositoryListing, ...]
+    layer_sizes: Mapping[str, int]
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TagUsage:
+    """The figures served for one tag."""
+
+    name: str
+    size: int
+    disk_size: int
+    digest: str | None = None
+    media_type: str | None = None
+    platforms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryUsage:
+    """The figures served for one repository; ``tags`` is ``None`` when its tags could not be read."""
+
+    name: str
+    size: int | None
+    disk_size: int | None
+    tags: tuple[TagUsage, ...] | None
+    _tag_index: Mapping[str, TagUsage] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {tag.name: tag for tag in self.tags or ()}
+        object.__setattr__(self, "_tag_index", MappingProxyType(index))
+
+    def tag(self, name: str) -> TagUsage | None:
+        return self._tag_index.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything served between two refreshes; replaced whole, never changed."""
+
+    timestamp: float
+    repositories: tuple[RepositoryUsage, ...]
+    errors: tuple[str, ...] = ()
+    _index: Mapping[str, RepositoryUsage] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {repository.name: repository for repository in self.repositories}
+        object.__setattr__(self, "_index", MappingProxyType(index))
+
+    def repository(self, name: str) -> RepositoryUsage | None:
+        return self._index.get(name)

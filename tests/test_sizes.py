@@ -1,0 +1,116 @@
+"""Size arithmetic: exact numbers from hand-built listings, and agreement with gitlab-registry-usage."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
+
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.sizes import build_snapshot, compute_usage
+
+
+def listing(repos: dict[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> Listing:
+    return Listing(
+        tuple(
+            RepositoryListing(name, None if tags is None else tuple(
+                ImageListing(tag, tuple(layers)) for tag, layers in tags.items()))
+            for name, tags in repos.items()
+        ),
+        sizes,
+    )
+
+
+def figures(result: Listing) -> dict[str, tuple[int | None, int | None, dict[str, tuple[int, int]] | None]]:
+    return {
+        repo.name: (repo.size, repo.disk_size,
+                    None if repo.tags is None else {t.name: (t.size, t.disk_size) for t in repo.tags})
+        for repo in compute_usage(result)
+    }
+
+
+def test_tag_size_is_the_sum_of_its_layers() -> None:
+    usage = figures(listing({"a": {"v1": ["x", "y"]}}, {"x": 10, "y": 5}))
+    assert usage["a"] == (15, 15, {"v1": (15, 15)})
+
+
+def test_shared_layer_is_counted_once_on_disk_by_the_tag_with_fewest_layers() -> None:
+    usage = figures(listing(
+        {"base": {"1": ["b"]}, "app": {"1": ["b", "app1"], "2": ["b", "app2"]}},
+        {"b": 100, "app1": 7, "app2": 9},
+    ))
+    assert usage["base"] == (100, 100, {"1": (100, 100)})
+    assert usage["app"] == (216, 16, {"1": (107, 7), "2": (109, 9)})
+
+
+def test_tie_on_layer_count_goes_to_the_first_tag_in_catalog_order() -> None:
+    usage = figures(listing({"first": {"t": ["s", "f"]}, "second": {"t": ["s", "g"]}}, {"s": 50, "f": 1, "g": 2}))
+    assert usage["first"][1] == 51
+    assert usage["second"][1] == 2
+
+
+def test_retagged_image_occupies_no_extra_disk() -> None:
+    usage = figures(listing({"r": {"latest": ["l1", "l2"], "v1": ["l1", "l2"]}}, {"l1": 3, "l2": 4}))
+    assert usage["r"] == (14, 7, {"latest": (7, 7), "v1": (7, 0)})
+
+
+def test_repository_whose_tags_failed_has_no_figures_and_takes_no_layers() -> None:
+    usage = figures(listing({"broken": None, "ok": {"t": ["x"]}}, {"x": 8}))
+    assert usage["broken"] == (None, None, None)
+    assert usage["ok"] == (8, 8, {"t": (8, 8)})
+
+
+def test_repository_without_tags_is_zero() -> None:
+    assert figures(listing({"empty": {}}, {}))["empty"] == (0, 0, {})
+
+
+def test_disk_sizes_add_up_to_the_distinct_layers_of_the_registry() -> None:
+    rng = random.Random(7)
+    sizes = {f"l{i}": rng.randint(1, 10_000) for i in range(40)}
+    repos = {
+        f"r{r}": {f"t{t}": rng.sample(sorted(sizes), rng.randint(1, 8)) for t in range(rng.randint(0, 4))}
+        for r in range(15)
+    }
+    usage = compute_usage(listing(repos, sizes))
+    used = {layer for tags in repos.values() for layers in tags.values() for layer in layers}
+    assert sum(repo.disk_size or 0 for repo in usage) == sum(sizes[layer] for layer in used)
+
+
+def library_figures(repos: dict[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> dict[str, object]:
+    """What gitlab-registry-usage computes from the same crawl (fed in without a registry)."""
+    registry = GitLabRegistry("http://unused/", "http://unused/", "u", "p")
+    registry._registry_catalog = list(repos)
+    registry._repository_layers = repos
+    registry._layer_sizes = sizes
+    return {
+        name: (registry.repository_sizes[name], registry.repository_disk_sizes[name],
+               None if registry.tag_sizes[name] is None else {
+                   tag: (registry.tag_sizes[name][tag], registry.tag_disk_sizes[name][tag])
+                   for tag in registry.tag_sizes[name]})
+        for name in repos
+    }
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_figures_equal_gitlab_registry_usage_on_random_registries(seed: int) -> None:
+    rng = random.Random(seed)
+    sizes = {f"sha256:{i:04d}": rng.randint(0, 5000) for i in range(rng.randint(1, 30))}
+    repos: dict[str, dict[str, list[str]] | None] = {}
+    for r in range(rng.randint(1, 10)):
+        if rng.random() < 0.1:
+            repos[f"g/r{r}"] = None
+            continue
+        repos[f"g/r{r}"] = {
+            f"t{t}": list(dict.fromkeys(rng.choices(sorted(sizes), k=rng.randint(1, 6))))
+            for t in range(rng.randint(0, 5))
+        }
+    assert figures(listing(repos, sizes)) == library_figures(repos, sizes)
+
+
+def test_snapshot_finds_repositories_and_tags_by_name() -> None:
+    snapshot = build_snapshot(listing({"g/p": {"v1": ["x"]}}, {"x": 1}), timestamp=12.5)
+    repository = snapshot.repository("g/p")
+    assert snapshot.timestamp == 12.5
+    assert repository is not None and repository.tag("v1") is not None
+    assert snapshot.repository("g") is None and repository.tag("v2") is None
