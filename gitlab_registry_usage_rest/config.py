@@ -1,0 +1,334 @@
+"""INI file -> frozen ``Config``: the original's sections, keys and defaults, validated up front.
+
+``parse_config`` is pure (it takes a ``ConfigParser``); ``load_config`` only reads the file. Every
+problem becomes one ``ConfigError`` naming the file, section and key, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+from urllib.parse import urlsplit
+
+DEFAULT_CONFIG_FILENAME = "/etc/gitlab_registry_usage_rest.conf"
+
+# The original shipped this as its default secret: every installation that kept it signs tokens
+# with a key known to the whole world.
+ORIGINAL_DEFAULT_SECRET = "0" * 32
+MIN_SECRET_LENGTH = 32
+SECRET_HINT = (
+    "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+)
+
+COLLECTORS = ("gitlab-registry-usage",)
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config problem, worded for the administrator: where it is and what is wrong."""
+
+
+_UNITS = {
+    "s": "seconds", "sec": "seconds", "second": "seconds", "seconds": "seconds",
+    "m": "minutes", "min": "minutes", "minute": "minutes", "minutes": "minutes",
+    "h": "hours", "hour": "hours", "hours": "hours",
+    "d": "days", "day": "days", "days": "days",
+    "w": "weeks", "week": "weeks", "weeks": "weeks",
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+
+
+def parse_timedelta(text: str) -> datetime.timedelta:
+    """Parse the original's durations: ``2 weeks``, ``2w``, ``30 minutes``, ``1h``."""
+    match = _DURATION.match(text.lower())
+    if match is None or match.group(2) not in _UNITS:
+        raise ValueError(f"{text!r} is not a duration (examples: '2 weeks', '30 minutes', '1h')")
+    return datetime.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def format_timedelta(delta: datetime.timedelta) -> str:
+    """The inverse of ``parse_timedelta`` for whole units, used by ``--print-default-config``."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("weeks", 604800), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    socket_host: str = "127.0.0.1"
+    socket_port: int = 5000
+    server_prefix: str = "/"
+    debug: bool = False
+    refresh_interval: datetime.timedelta = datetime.timedelta(minutes=60)
+
+
+@dataclass(frozen=True)
+class LdapConfig:
+    host: str = "myldap.com"
+    base_dn: str = "dc=example,dc=com"
+    valid_gid: str = "00000"
+    username_attribute: str = "uid"
+    gid_attribute: str = "gidNumber"
+    ca_file: str | None = None
+    verify_certificates: bool = True
+    timeout: float = 10.0
+
+    @property
+    def url(self) -> str:
+        """The server URL: a bare host means ``ldaps://`` as in the original."""
+        return self.host if "://" in self.host else f"ldaps://{self.host}"
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    secret_key: str = field(repr=False)
+    auth_token_expires: datetime.timedelta = datetime.timedelta(weeks=2)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    gitlab_base_url: str = "https://mygitlab.com/"
+    registry_base_url: str = "https://registry.mygitlab.com/"
+    username: str = "root"
+    access_token: str = field(default="", repr=False)
+    collector: str = "gitlab-registry-usage"
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig
+    ldap: LdapConfig
+    jwt: JwtConfig
+    registry: RegistryConfig
+
+
+# (section, key, default as written in the file, comment). The order is the order printed.
+_KEYS: tuple[tuple[str, str, str, str], ...] = (
+    ("general", "socket_host", "127.0.0.1", "address to listen on"),
+    ("general", "socket_port", "5000", "TCP port to listen on"),
+    ("general", "server_prefix", "/", "URL path the service is mounted at, e.g. /registry-usage"),
+    ("general", "debug", "False", "run Werkzeug's development server instead of cheroot"),
+    ("general", "refresh_interval", "60 minutes", "time between two crawls of the registry"),
+    ("ldap", "host", "myldap.com",
+     "ldaps://host[:port], or ldap://host[:port] for StartTLS; a bare host means ldaps://"),
+    ("ldap", "base_dn", "dc=example,dc=com", "subtree searched for the user"),
+    ("ldap", "valid_gid", "00000", "only users whose gid_attribute has this value may log in"),
+    ("ldap", "username_attribute", "uid", "attribute matched against the login name"),
+    ("ldap", "gid_attribute", "gidNumber", "attribute compared with valid_gid; empty: no group check"),
+    ("ldap", "ca_file", "", "PEM file of CA certificates for the LDAP server; empty: system CAs"),
+    ("ldap", "verify_certificates", "True", "verify the LDAP server's certificate (keep it on)"),
+    ("ldap", "timeout", "10 seconds", "connect and response timeout of LDAP requests"),
+    ("jwt", "auth_token_expires", "2 weeks", "lifetime of the tokens /auth_token hands out"),
+    ("jwt", "secret_key", "", f"required, at least {MIN_SECRET_LENGTH} characters; {SECRET_HINT}"),
+    ("registry", "gitlab_base_url", "https://mygitlab.com/", "GitLab, which issues registry tokens at /jwt/auth"),
+    ("registry", "registry_base_url", "https://registry.mygitlab.com/", "the container registry"),
+    ("registry", "username", "root", "a GitLab administrator"),
+    ("registry", "access_token", "", "a personal access token of that user (scopes read_registry, api)"),
+    ("registry", "collector", "gitlab-registry-usage", f"crawler to use: {', '.join(COLLECTORS)}"),
+)
+
+_SECRET_KEYS = frozenset({("jwt", "secret_key"), ("registry", "access_token")})
+
+
+def default_config_text() -> str:
+    """Every key with its default and a comment, as ``--print-default-config`` prints it."""
+    lines: list[str] = []
+    section = ""
+    for sec, key, default, comment in _KEYS:
+        if sec != section:
+            lines.extend(([""] if lines else []) + [f"[{sec}]"])
+            section = sec
+        lines.append(f"# {comment}")
+        lines.append(f"{key} = {default}")
+    return "\n".join(lines) + "\n"
+
+
+class _Section:
+    """Reads typed values out of one INI section, turning every failure into a ``ConfigError``."""
+
+    def __init__(self, parser: configparser.ConfigParser, name: str, source: str) -> None:
+        self._values = parser[name] if parser.has_section(name) else {}
+        self._name = name
+        self._source = source
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self._source}: [{self._name}] {key}: {message}")
+
+    def raw(self, key: str) -> str | None:
+        value = self._values.get(key)
+        return None if value is None else value.strip()
+
+    def get(self, key: str, convert: Callable[[str], T], default: T) -> T:
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as error:
+            shown = "(hidden)" if (self._name, key) in _SECRET_KEYS else repr(value)
+            raise self.error(key, f"invalid value {shown}: {error}") from None
+
+    def required(self, key: str) -> str:
+        value = self.raw(key)
+        if not value:
+            raise self.error(key, "is required")
+        return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "t", "y", "1", "on"):
+        return True
+    if lowered in ("false", "no", "f", "n", "0", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError("expected a port number from 1 to 65535")
+    return port
+
+
+def _prefix(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError("must start with '/'")
+    return text.rstrip("/") or "/"
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    # The gitlab-registry-usage library appends paths without a separator.
+    return text if text.endswith("/") else text + "/"
+
+
+def _ldap_host(text: str) -> str:
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() not in ("ldap", "ldaps") or not rest.strip("/"):
+            raise ValueError("expected a host, ldaps://host[:port] or ldap://host[:port]")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return parse_timedelta(text).total_seconds()
+
+
+def _positive_duration(text: str) -> datetime.timedelta:
+    delta = parse_timedelta(text)
+    if delta.total_seconds() <= 0:
+        raise ValueError("must be longer than zero")
+    return delta
+
+
+def _collector(text: str) -> str:
+    if text not in COLLECTORS:
+        raise ValueError(f"expected one of: {', '.join(COLLECTORS)}")
+    return text
+
+
+def _secret(section: _Section) -> str:
+    secret = section.raw("secret_key") or ""
+    if not secret:
+        raise section.error("secret_key", f"is required; {SECRET_HINT}")
+    if secret == ORIGINAL_DEFAULT_SECRET or len(set(secret)) == 1:
+        raise section.error(
+            "secret_key", f"is the well-known default, with which anyone can forge tokens; {SECRET_HINT}"
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise section.error(
+            "secret_key", f"is shorter than {MIN_SECRET_LENGTH} characters; {SECRET_HINT}"
+        )
+    return secret
+
+
+def parse_config(parser: configparser.ConfigParser, source: str = "<config>") -> Config:
+    """Validate every key of an already read INI file and freeze the result."""
+    general = _Section(parser, "general", source)
+    ldap = _Section(parser, "ldap", source)
+    jwt = _Section(parser, "jwt", source)
+    registry = _Section(parser, "registry", source)
+    defaults_g, defaults_l, defaults_r = GeneralConfig(), LdapConfig(), RegistryConfig()
+
+    ca_file = ldap.raw("ca_file") or None
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        raise ldap.error("ca_file", f"cannot read {ca_file!r}")
+    timeout = ldap.get("timeout", _seconds, defaults_l.timeout)
+    if timeout <= 0:
+        raise ldap.error("timeout", "must be longer than zero")
+
+    return Config(
+        general=GeneralConfig(
+            socket_host=general.get("socket_host", str, defaults_g.socket_host),
+            socket_port=general.get("socket_port", _port, defaults_g.socket_port),
+            server_prefix=general.get("server_prefix", _prefix, defaults_g.server_prefix),
+            debug=general.get("debug", _bool, defaults_g.debug),
+            refresh_interval=general.get("refresh_interval", _positive_duration, defaults_g.refresh_interval),
+        ),
+        ldap=LdapConfig(
+            host=ldap.get("host", _ldap_host, defaults_l.host),
+            base_dn=ldap.get("base_dn", str, defaults_l.base_dn),
+            valid_gid=ldap.get("valid_gid", str, defaults_l.valid_gid),
+            username_attribute=ldap.get("username_attribute", str, defaults_l.username_attribute),
+            gid_attribute=ldap.get("gid_attribute", str, defaults_l.gid_attribute),
+            ca_file=ca_file,
+            verify_certificates=ldap.get("verify_certificates", _bool, True),
+            timeout=timeout,
+        ),
+        jwt=JwtConfig(
+            secret_key=_secret(jwt),
+            auth_token_expires=jwt.get("auth_token_expires", _positive_duration, datetime.timedelta(weeks=2)),
+        ),
+        registry=RegistryConfig(
+            gitlab_base_url=registry.get("gitlab_base_url", _http_url, defaults_r.gitlab_base_url),
+            registry_base_url=registry.get("registry_base_url", _http_url, defaults_r.registry_base_url),
+            username=registry.get("username", str, defaults_r.username),
+            access_token=registry.raw("access_token") or "",
+            collector=registry.get("collector", _collector, defaults_r.collector),
+        ),
+    )
+
+
+def unknown_keys(parser: configparser.ConfigParser) -> list[str]:
+    """Keys and sections we do not know: most likely typos, worth a warning."""
+    known = {(section, key) for section, key, _, _ in _KEYS}
+    sections = {section for section, _ in known}
+    found = []
+    for section in parser.sections():
+        if section not in sections:
+            found.append(f"[{section}]")
+            continue
+        found.extend(f"[{section}] {key}" for key in parser[section] if (section, key) not in known)
+    return found
+
+
+def load_config(path: str) -> configparser.ConfigParser:
+    """Read the file; a missing, unreadable or malformed file is a ``ConfigError``."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as file:
+            parser.read_file(file, source=path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the config file does not exist (--print-default-config prints one)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: the config file is not readable") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text") from None
+    except configparser.Error as error:
+        raise ConfigError(f"{path}: {error.message.splitlines()[0]}") from None  # type: ignore[attr-defined]
+    return parser
