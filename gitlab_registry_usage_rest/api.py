@@ -1,0 +1,250 @@
+"""The web layer: ``create_app`` wires the resources to an injected snapshot holder and authenticator.
+
+Resources are thin: read the query, take one snapshot, call the pure HAL code in ``hal``, return.
+flask-restful-hal 0.2.6 supplies the ``Api`` (HAL+JSON as default media type); its ``Resource`` is not
+used because with current Flask it answers every GET with 415 (its parser reads a JSON body) and
+builds a tag's ``self`` link wrongly; ``hal`` produces the same documents without those defects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import wraps
+from typing import Any, Callable, Protocol, TypeVar, cast
+from urllib.parse import quote, urlsplit
+
+from flask import Flask, Response, jsonify, request
+from flask_cors import CORS
+from flask_httpauth import HTTPBasicAuth
+from flask_jwt_extended import JWTManager, create_access_token, verify_jwt_in_request
+from flask_restful import Resource
+from flask_restful_hal import Api
+from werkzeug.exceptions import HTTPException
+
+from . import hal
+from .config import Config
+from .html import CONTENT_SECURITY_POLICY, render_page
+from .state import SnapshotHolder
+
+log = logging.getLogger(__name__)
+
+HAL_JSON = "application/hal+json"
+RETRY_AFTER_SECONDS = 30
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Authenticator(Protocol):
+    """Checks a username and password; raises one of ``create_app``'s ``unavailable`` errors when it cannot ask."""
+
+    def authenticate(self, username: str, password: str) -> bool: ...
+
+
+class AuthenticationUnavailable(Exception):
+    """The directory could not be asked; answered with 503."""
+
+
+def create_app(
+    config: Config,
+    snapshots: SnapshotHolder,
+    authenticator: Authenticator,
+    unavailable: tuple[type[Exception], ...] = (),
+) -> Flask:
+    """The Flask application; ``unavailable`` lists the authenticator's "cannot ask now" exceptions."""
+    app = Flask(__name__)
+    app.config.update(
+        DEBUG=config.general.debug,
+        # Without this, Flask-RESTful turns JWT errors into 500s outside debug mode (flask-jwt-extended#86).
+        PROPAGATE_EXCEPTIONS=True,
+        JWT_SECRET_KEY=config.jwt.secret_key,
+        JWT_ACCESS_TOKEN_EXPIRES=config.jwt.auth_token_expires,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_TOKEN_LOCATION=["headers", "cookies"],
+    )
+    CORS(app)
+    _init_jwt(app)
+    basic_auth = _init_basic_auth(authenticator, unavailable)
+    _init_error_handlers(app)
+
+    api = Api(app)
+    api.add_resource(
+        AuthToken, "/auth_token", resource_class_kwargs={"basic_auth": basic_auth, "app": app}
+    )
+    api.add_resource(Repositories, "/repositories", resource_class_kwargs={"snapshots": snapshots})
+    api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs={"snapshots": snapshots})
+    return app
+
+
+def _json_error(status: int, message: str, key: str = "message") -> Response:
+    response = jsonify({key: message})
+    response.status_code = status
+    return response
+
+
+def _init_jwt(app: Flask) -> None:
+    jwt = JWTManager(app)
+
+    # Every token problem is a 401 with Flask-JWT-Extended's {"msg": ...} body (it answers 422 for
+    # malformed or wrongly signed tokens by default, which tells a client nothing useful).
+    @jwt.unauthorized_loader
+    def _missing(reason: str) -> Response:
+        return _json_error(401, reason, "msg")
+
+    @jwt.invalid_token_loader
+    def _invalid(reason: str) -> Response:
+        return _json_error(401, reason, "msg")
+
+    @jwt.expired_token_loader
+    def _expired(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
+        return _json_error(401, "Token has expired", "msg")
+
+
+def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...]) -> HTTPBasicAuth:
+    basic_auth = HTTPBasicAuth()
+
+    @basic_auth.verify_password
+    def _verify(username: str, password: str) -> str | None:
+        try:
+            return username if authenticator.authenticate(username, password) else None
+        except unavailable as error:
+            raise AuthenticationUnavailable(str(error)) from error
+
+    @basic_auth.error_handler
+    def _refused(status: int) -> Response:
+        return _json_error(status, "Invalid credentials" if status == 401 else "Access denied")
+
+    return basic_auth
+
+
+def _init_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AuthenticationUnavailable)
+    def _directory_down(error: AuthenticationUnavailable) -> Response:
+        log.warning("login impossible, the directory cannot be asked: %s", error)
+        response = _json_error(503, "The login directory cannot be reached; try again later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        return _json_error(error.code or 500, error.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _json_error(500, "Internal server error")
+
+
+def _wants_html() -> bool:
+    return request.accept_mimetypes.best_match([HAL_JSON, "text/html"]) == "text/html"
+
+
+def _token_required(method: F) -> F:
+    """Accept the bearer header; a browser without one may use the cookie ``/auth_token`` set for it."""
+
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        use_cookie = "Authorization" not in request.headers and _wants_html()
+        verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
+        return method(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _document_response(document: dict[str, Any], title: str) -> Response:
+    if _wants_html():
+        response = Response(render_page(document, title), mimetype="text/html")
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+    return Response(json.dumps(document) + "\n", mimetype=HAL_JSON)
+
+
+def _options() -> hal.Options:
+    return hal.options_from(request.args, base=request.script_root, links_default=_wants_html())
+
+
+class AuthToken(Resource):  # type: ignore[misc]
+    """``/auth_token``: HTTP basic auth against LDAP in, a JWT out."""
+
+    def __init__(self, basic_auth: HTTPBasicAuth, app: Flask) -> None:
+        self._basic_auth = basic_auth
+        self._app = app
+        self.get = basic_auth.login_required(self._get)
+
+    def _get(self) -> Response:
+        username = self._basic_auth.current_user()
+        token = create_access_token(identity=username)
+        log.info("issued a token to %s", username)
+        if not _wants_html():
+            return jsonify({"auth_token": token})
+        # A browser cannot send a bearer header when following links: give it the token as a cookie.
+        response = Response(
+            render_page({"auth_token": "(set as a cookie for this browser)", "_links": {
+                "repositories": {"href": hal.repositories_path(request.script_root)}}}, "Logged in"),
+            mimetype="text/html",
+        )
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.set_cookie(
+            self._app.config["JWT_ACCESS_COOKIE_NAME"],
+            token,
+            max_age=int(self._app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
+            path=(request.script_root or "") + "/",
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+
+class Repositories(Resource):  # type: ignore[misc]
+    """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
+
+    method_decorators = [_token_required]
+
+    def __init__(self, snapshots: SnapshotHolder) -> None:
+        self._snapshots = snapshots
+
+    def get(self) -> Response:
+        return _document_response(hal.repositories_document(self._snapshots.current(), _options()), "Repositories")
+
+
+class RepositoryPath(Resource):  # type: ignore[misc]
+    """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
+
+    method_decorators = [_token_required]
+
+    def __init__(self, snapshots: SnapshotHolder) -> None:
+        self._snapshots = snapshots
+
+    def get(self, path: str) -> Response:
+        snapshot = self._snapshots.current()
+        if snapshot is None:
+            response = _json_error(503, "No registry data has been collected yet; try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        try:
+            candidates = hal.resolve(_raw_subpath(path))
+        except UnicodeDecodeError:
+            candidates = []
+        found = hal.find(snapshot, candidates)
+        if found is None:
+            shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
+            return _json_error(404, f'The resource "{shown}" does not exist')
+        target = found[0]
+        title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
+        return _document_response(hal.render(snapshot, found, _options()), title)
+
+
+def _raw_subpath(path: str) -> str:
+    """The request path below ``/repositories/`` as sent, so encoded slashes stay apart from separators.
+
+    WSGI servers decode PATH_INFO (Werkzeug turns ``%2F`` into ``/``, cheroot does not); the raw
+    request URI keeps what the client sent. Without one, the decoded path is the best we have.
+    """
+    raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or ""
+    raw_path = urlsplit(raw).path if "://" in raw.split("?", 1)[0] else raw.split("?", 1)[0]
+    # Servers put the mount prefix in the request URI; Werkzeug's test client leaves it out.
+    for prefix in (quote(request.script_root) + "/repositories/", "/repositories/"):
+        if raw_path.startswith(prefix):
+            return raw_path[len(prefix):]
+    return quote(path, safe="/%")

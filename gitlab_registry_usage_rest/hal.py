@@ -1,0 +1,211 @@
+"""HAL documents of the four resources, and the mapping from request paths to resources.
+
+Pure: a snapshot and the query options go in, plain dicts come out, in exactly the key order the
+original (flask-restful-hal 0.2.6) produced, so clients see the same JSON. Its defects are not
+copied: a tag's ``self`` link names the tag's own path, tag item links are titled with the tag name,
+every href carries the server prefix, and empty collections still have an ``items`` list.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import quote, unquote
+
+from .model import RepositoryUsage, Snapshot, TagUsage
+
+Document = dict[str, Any]
+
+UNLIMITED = sys.maxsize
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How much to include: embedding depth, links, and the prefix every href starts with."""
+
+    embed: int = 0
+    links: bool = False
+    base: str = ""
+
+
+def parse_embed(value: str | None) -> int:
+    """flask-restful-hal's rule: digits are a depth, a true word is unlimited, anything else is 0."""
+    if value is None:
+        return 0
+    if _DIGITS.fullmatch(value):
+        # Python refuses to parse very long digit strings; anything this deep is unlimited anyway.
+        return UNLIMITED if len(value) > 18 else int(value)
+    return UNLIMITED if value.lower() in _TRUE else 0
+
+
+def parse_flag(value: str | None) -> bool:
+    return value is not None and value.lower() in _TRUE
+
+
+def quote_name(name: str) -> str:
+    """A name as one path segment: ``group/project`` becomes ``group%2Fproject``."""
+    return quote(name, safe="")
+
+
+def repositories_path(base: str) -> str:
+    return f"{base}/repositories"
+
+
+def repository_path(base: str, repository: str) -> str:
+    return f"{base}/repositories/{quote_name(repository)}"
+
+
+def tags_path(base: str, repository: str) -> str:
+    return f"{repository_path(base, repository)}/tags"
+
+
+def tag_path(base: str, repository: str, tag: str) -> str:
+    return f"{tags_path(base, repository)}/{quote_name(tag)}"
+
+
+def repositories_document(snapshot: Snapshot | None, options: Options) -> Document:
+    """``/repositories``: the timestamp, with the repositories as links and embedded items."""
+    document: Document = {"timestamp": snapshot.timestamp if snapshot is not None else None}
+    if options.links:
+        links: Document = {"self": {"href": repositories_path(options.base)}}
+        if snapshot is not None:
+            links["items"] = [
+                {"href": repository_path(options.base, repository.name), "title": repository.name}
+                for repository in snapshot.repositories
+            ]
+        document["_links"] = links
+    if options.embed > 0 and snapshot is not None:
+        inner = _deeper(options)
+        document["_embedded"] = {
+            "items": [repository_document(repository, inner) for repository in snapshot.repositories]
+        }
+    return document
+
+
+def repository_document(repository: RepositoryUsage, options: Options) -> Document:
+    """``/repositories/<name>``: its figures, linking to its tags collection."""
+    document: Document = {"name": repository.name, "size": repository.size, "disk_size": repository.disk_size}
+    if options.links:
+        links: Document = {
+            "self": {"href": repository_path(options.base, repository.name)},
+            "collection": {"href": repositories_path(options.base)},
+        }
+        if repository.tags is not None:
+            links["related"] = {"href": tags_path(options.base, repository.name), "title": "tags"}
+        document["_links"] = links
+    if options.embed > 0 and repository.tags is not None:
+        document["_embedded"] = {"related": tags_document(repository, _deeper(options))}
+    return document
+
+
+def tags_document(repository: RepositoryUsage, options: Options) -> Document:
+    """``/repositories/<name>/tags``: no fields of its own, the tags as links and embedded items."""
+    document: Document = {}
+    if options.links:
+        links: Document = {
+            "self": {"href": tags_path(options.base, repository.name)},
+            "up": {"href": repository_path(options.base, repository.name)},
+        }
+        if repository.tags is not None:
+            links["items"] = [
+                {"href": tag_path(options.base, repository.name, tag.name), "title": tag.name}
+                for tag in repository.tags
+            ]
+        document["_links"] = links
+    if options.embed > 0 and repository.tags is not None:
+        inner = _deeper(options)
+        document["_embedded"] = {"items": [tag_document(repository, tag, inner) for tag in repository.tags]}
+    return document
+
+
+def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -> Document:
+    """``/repositories/<name>/tags/<tag>``: the tag's figures."""
+    document: Document = {"name": tag.name, "size": tag.size, "disk_size": tag.disk_size}
+    if options.links:
+        document["_links"] = {
+            "self": {"href": tag_path(options.base, repository.name, tag.name)},
+            "collection": {"href": tags_path(options.base, repository.name)},
+        }
+    return document
+
+
+def _deeper(options: Options) -> Options:
+    return Options(embed=options.embed - 1, links=options.links, base=options.base)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resource a path may mean: ``tag`` set for a tag, ``collection`` for the tags collection."""
+
+    repository: str
+    tag: str | None = None
+    collection: bool = False
+
+    def path(self, base: str = "") -> str:
+        """The canonical path, names encoded: used in 404 messages as the original did."""
+        if self.tag is not None:
+            return tag_path(base, self.repository, self.tag)
+        if self.collection:
+            return tags_path(base, self.repository)
+        return repository_path(base, self.repository)
+
+
+def resolve(raw_path: str) -> list[Target]:
+    """The resources a raw (still percent-encoded) path below ``/repositories/`` may mean, best first.
+
+    Encoded slashes belong to names, unencoded ones separate segments, so ``group%2Ftags`` is the
+    repository ``group/tags``. Unencoded, a trailing ``/tags`` is read first as a tags collection,
+    then ``/tags/<tag>`` as a tag, as in the original's routes; the plain repository reading comes
+    last, so a repository that itself ends in ``/tags`` is still found when nothing else matches.
+    """
+    segments = raw_path.split("/")
+    names = [unquote(segment, errors="strict") for segment in segments]
+    candidates: list[Target] = []
+    if len(segments) >= 2 and segments[-1] == "tags":
+        candidates.append(Target("/".join(names[:-1]), collection=True))
+    if len(segments) >= 3 and segments[-2] == "tags":
+        candidates.append(Target("/".join(names[:-2]), tag=names[-1]))
+    candidates.append(Target("/".join(names)))
+    return [target for target in candidates if _valid_name(target.repository)]
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and all(name.split("/"))
+
+
+def find(snapshot: Snapshot, candidates: list[Target]) -> tuple[Target, RepositoryUsage, TagUsage | None] | None:
+    """The first candidate that exists in the snapshot."""
+    for target in candidates:
+        repository = snapshot.repository(target.repository)
+        if repository is None:
+            continue
+        if target.tag is None:
+            return target, repository, None
+        tag = repository.tag(target.tag)
+        if tag is not None:
+            return target, repository, tag
+    return None
+
+
+def render(snapshot: Snapshot, found: tuple[Target, RepositoryUsage, TagUsage | None], options: Options) -> Document:
+    """The document of a resolved target."""
+    target, repository, tag = found
+    if tag is not None:
+        return tag_document(repository, tag, options)
+    if target.collection:
+        return tags_document(repository, options)
+    return repository_document(repository, options)
+
+
+def options_from(args: Mapping[str, str], base: str, links_default: bool = False) -> Options:
+    """Query parameters -> ``Options``; ``links_default`` is for the browser view."""
+    links = args.get("links")
+    return Options(
+        embed=parse_embed(args.get("embed")),
+        links=links_default if links is None else parse_flag(links),
+        base=base,
+    )

@@ -1,0 +1,430 @@
+"""The HTTP API through Flask's test client with TESTING off: shapes, auth, errors, browser view.
+
+Documents are compared whole against literals: they are the contract with existing clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from typing import Any, Iterator
+
+import jwt as pyjwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.sizes import build_snapshot
+from gitlab_registry_usage_rest.state import SnapshotHolder
+
+SECRET = "test-secret-" + "k" * 40
+TIMESTAMP = 1521796487.7021387
+
+
+class DirectoryDown(Exception):
+    pass
+
+
+class FakeDirectory:
+    """Stands in for LDAP at this level only; the real directory is exercised in test_auth and end to end."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.down = False
+
+    def authenticate(self, username: str, password: str) -> bool:
+        self.calls.append(username)
+        if self.down:
+            raise DirectoryDown("ldaps://127.0.0.1:1 unreachable")
+        return (username, password) == ("alice", "right")
+
+
+def sample_listing() -> Listing:
+    def image(tag: str, *layers: str) -> ImageListing:
+        return ImageListing(tag, layers)
+
+    return Listing(
+        (
+            RepositoryListing("group/sub/project", (image("1.0", "base", "app1"), image("latest", "base", "app2"))),
+            RepositoryListing("group/tags", (image("v1", "base", "t1"),)),
+            RepositoryListing("group", (image("tags", "base"),)),
+            RepositoryListing("broken", None),
+        ),
+        {"base": 100, "app1": 10, "app2": 20, "t1": 5},
+    )
+
+
+def make_config(**general: Any) -> Config:
+    return Config(
+        general=GeneralConfig(**general),
+        ldap=LdapConfig(),
+        jwt=JwtConfig(secret_key=SECRET, auth_token_expires=datetime.timedelta(hours=1)),
+        registry=RegistryConfig(),
+    )
+
+
+@pytest.fixture
+def directory() -> FakeDirectory:
+    return FakeDirectory()
+
+
+@pytest.fixture
+def holder() -> SnapshotHolder:
+    return SnapshotHolder(build_snapshot(sample_listing(), TIMESTAMP))
+
+
+@pytest.fixture
+def app(holder: SnapshotHolder, directory: FakeDirectory) -> Flask:
+    app = create_app(make_config(), holder, directory, unavailable=(DirectoryDown,))
+    assert not app.testing
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as client:
+        yield client
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> dict[str, str]:
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
+    response = client.get(url, headers=headers)
+    assert response.status_code == status, response.data
+    return json.loads(response.data)
+
+
+# --- login -------------------------------------------------------------------------------------
+
+def test_auth_token_returns_a_jwt_for_valid_credentials(client: FlaskClient) -> None:
+    response = client.get("/auth_token", headers=basic("alice", "right"))
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert list(body) == ["auth_token"]
+    claims = pyjwt.decode(body["auth_token"], SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, basic("alice", "wrong"), basic("mallory", "right"), {"Authorization": "Basic !!!"}],
+    ids=["no-credentials", "wrong-password", "unknown-user", "malformed-header"],
+)
+def test_auth_token_refusal_is_401_json_with_basic_challenge(client: FlaskClient, headers: dict[str, str]) -> None:
+    response = client.get("/auth_token", headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {"message": "Invalid credentials"}
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_directory_down_is_503_not_500(client: FlaskClient, directory: FakeDirectory) -> None:
+    directory.down = True
+    response = client.get("/auth_token", headers=basic("alice", "right"))
+    assert response.status_code == 503
+    assert response.get_json() == {"message": "The login directory cannot be reached; try again later"}
+    assert int(response.headers["Retry-After"]) > 0
+    assert b"127.0.0.1" not in response.data
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+def forge(secret: str = SECRET, **claims: Any) -> str:
+    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    payload = {"sub": "alice", "iat": now, "nbf": now, "exp": now + 600, "type": "access", "jti": "x",
+               "fresh": False, **claims}
+    return pyjwt.encode(payload, secret, algorithm="HS256")
+
+
+def unsigned_token() -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'sub': 'alice', 'type': 'access', 'exp': 2**40})}."
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Missing Authorization Header"),
+        ({"Authorization": "Bearer not.a.token"}, None),
+        ({"Authorization": "Bearer abc"}, "Not enough segments"),
+        ({"Authorization": f"Bearer {forge(secret='another-secret-' + 'z' * 40)}"}, "Signature verification failed"),
+        ({"Authorization": f"Bearer {forge(exp=1000, iat=900, nbf=900)}"}, "Token has expired"),
+        ({"Authorization": f"Bearer {unsigned_token()}"}, None),
+        ({"Authorization": "Token abc"}, None),
+    ],
+    ids=["missing", "garbage", "one-segment", "wrong-secret", "expired", "alg-none", "wrong-scheme"],
+)
+@pytest.mark.parametrize("url", ["/repositories", "/repositories/group%2Ftags", "/repositories/group/tags/tags/v1"])
+def test_every_token_problem_is_401_json(
+    client: FlaskClient, url: str, headers: dict[str, str], message: str | None
+) -> None:
+    response = client.get(url, headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert list(body) == ["msg"]
+    if message is not None:
+        assert body["msg"] == message
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+def test_repositories_without_parameters_is_exactly_the_timestamp(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/repositories", headers=auth)
+    assert response.mimetype == "application/hal+json"
+    assert response.data == b'{"timestamp": 1521796487.7021387}\n'
+
+
+def test_repositories_with_links(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories?links=true", auth) == {
+        "timestamp": TIMESTAMP,
+        "_links": {
+            "self": {"href": "/repositories"},
+            "items": [
+                {"href": "/repositories/group%2Fsub%2Fproject", "title": "group/sub/project"},
+                {"href": "/repositories/group%2Ftags", "title": "group/tags"},
+                {"href": "/repositories/group", "title": "group"},
+                {"href": "/repositories/broken", "title": "broken"},
+            ],
+        },
+    }
+
+
+def test_repositories_embedded_one_level(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories?embed=1", auth) == {
+        "timestamp": TIMESTAMP,
+        "_embedded": {"items": [
+            {"name": "group/sub/project", "size": 230, "disk_size": 30},
+            {"name": "group/tags", "size": 105, "disk_size": 5},
+            {"name": "group", "size": 100, "disk_size": 100},
+            {"name": "broken", "size": None, "disk_size": None},
+        ]},
+    }
+
+
+def test_repositories_embedded_fully(client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/repositories?embed=true", auth)
+    first = body["_embedded"]["items"][0]
+    assert first == {
+        "name": "group/sub/project", "size": 230, "disk_size": 30,
+        "_embedded": {"related": {"_embedded": {"items": [
+            {"name": "1.0", "size": 110, "disk_size": 10},
+            {"name": "latest", "size": 120, "disk_size": 20},
+        ]}}},
+    }
+    assert body["_embedded"]["items"][3] == {"name": "broken", "size": None, "disk_size": None}
+
+
+def test_embed_depth_two_stops_at_the_tags_collection(client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/repositories?embed=2", auth)
+    assert body["_embedded"]["items"][1]["_embedded"] == {"related": {}}
+
+
+def test_repository_with_links_and_embedded_tags(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories/group%2Ftags?embed=true&links=true", auth) == {
+        "name": "group/tags", "size": 105, "disk_size": 5,
+        "_links": {
+            "self": {"href": "/repositories/group%2Ftags"},
+            "collection": {"href": "/repositories"},
+            "related": {"href": "/repositories/group%2Ftags/tags", "title": "tags"},
+        },
+        "_embedded": {"related": {
+            "_links": {
+                "self": {"href": "/repositories/group%2Ftags/tags"},
+                "up": {"href": "/repositories/group%2Ftags"},
+                "items": [{"href": "/repositories/group%2Ftags/tags/v1", "title": "v1"}],
+            },
+            "_embedded": {"items": [{
+                "name": "v1", "size": 105, "disk_size": 5,
+                "_links": {
+                    "self": {"href": "/repositories/group%2Ftags/tags/v1"},
+                    "collection": {"href": "/repositories/group%2Ftags/tags"},
+                },
+            }]},
+        }},
+    }
+
+
+def test_tags_collection_has_no_fields_of_its_own(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories/group%2Fsub%2Fproject/tags", auth) == {}
+
+
+def test_tag_self_link_is_the_tags_own_path(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories/group%2Fsub%2Fproject/tags/1.0?links=1", auth) == {
+        "name": "1.0", "size": 110, "disk_size": 10,
+        "_links": {
+            "self": {"href": "/repositories/group%2Fsub%2Fproject/tags/1.0"},
+            "collection": {"href": "/repositories/group%2Fsub%2Fproject/tags"},
+        },
+    }
+
+
+def test_repository_whose_tags_failed_has_null_figures_and_no_tag_links(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    assert get_json(client, "/repositories/broken?links=true&embed=true", auth) == {
+        "name": "broken", "size": None, "disk_size": None,
+        "_links": {"self": {"href": "/repositories/broken"}, "collection": {"href": "/repositories"}},
+    }
+    assert get_json(client, "/repositories/broken/tags?links=true", auth) == {
+        "_links": {"self": {"href": "/repositories/broken/tags"}, "up": {"href": "/repositories/broken"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/repositories/group/sub/project", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
+        ("/repositories/group%2Fsub%2Fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
+        ("/repositories/group%2fsub%2fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
+        ("/repositories/group/tags", {}),
+        ("/repositories/group%2Ftags", {"name": "group/tags", "size": 105, "disk_size": 5}),
+        ("/repositories/group%2Ftags/tags", {}),
+        ("/repositories/group/tags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5}),
+        ("/repositories/group%2Ftags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5}),
+        ("/repositories/group/tags/tags", {}),
+        ("/repositories/group/tags/tags?links=1", None),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_names_with_slashes_and_tags_resolve_to_the_right_resource(
+    client: FlaskClient, auth: dict[str, str], url: str, expected: dict[str, Any] | None
+) -> None:
+    body = get_json(client, url, auth)
+    if expected is None:  # the tags collection of "group/tags", not the tag "tags" of "group"
+        assert body["_links"]["self"] == {"href": "/repositories/group%2Ftags/tags"}
+    else:
+        assert body == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/repositories/group%2Fnope", 'The resource "/repositories/group%2Fnope" does not exist'),
+        ("/repositories/group/nope", 'The resource "/repositories/group%2Fnope" does not exist'),
+        ("/repositories/group%2Ftags/tags/v2", 'The resource "/repositories/group%2Ftags/tags/v2" does not exist'),
+        ("/repositories/nope/tags", 'The resource "/repositories/nope/tags" does not exist'),
+        ("/repositories/broken/tags/x", 'The resource "/repositories/broken/tags/x" does not exist'),
+    ],
+)
+def test_unknown_resources_are_404_json_naming_the_path(
+    client: FlaskClient, auth: dict[str, str], url: str, message: str
+) -> None:
+    response = client.get(url, headers=auth)
+    assert response.status_code == 404
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {"message": message}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/repositories/%FF%FE", "/repositories/a//b", "/repositories/a/", "/repositories/%00", "/repositories/..%2F..",
+     "/repositories/" + "a" * 10000, "/repositories?embed=" + "9" * 5000, "/repositories?embed=%00&links=%FF"],
+    ids=["bad-utf8", "empty-segment", "trailing-slash", "nul", "dotdot", "long", "huge-embed", "junk-query"],
+)
+def test_hostile_paths_never_give_a_500(client: FlaskClient, auth: dict[str, str], url: str) -> None:
+    response = client.get(url, headers=auth)
+    assert response.status_code in (200, 404)
+    json.loads(response.data)
+
+
+def test_unknown_route_and_wrong_method_are_json(client: FlaskClient, auth: dict[str, str]) -> None:
+    missing = client.get("/nothing-here", headers=auth)
+    assert (missing.status_code, missing.mimetype) == (404, "application/json")
+    wrong = client.post("/repositories", headers=auth)
+    assert wrong.status_code == 405
+    assert "message" in json.loads(wrong.data)
+
+
+# --- before the first crawl -------------------------------------------------------------------
+
+def test_before_the_first_snapshot_repositories_has_a_null_timestamp(directory: FakeDirectory) -> None:
+    app = create_app(make_config(), SnapshotHolder(), directory)
+    client = app.test_client()
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.get("/repositories?embed=true&links=true", headers=headers)
+    assert response.get_json() == {"timestamp": None, "_links": {"self": {"href": "/repositories"}}}
+    waiting = client.get("/repositories/group", headers=headers)
+    assert waiting.status_code == 503
+    assert int(waiting.headers["Retry-After"]) > 0
+    assert "message" in waiting.get_json()
+
+
+def test_each_request_sees_the_snapshot_current_when_it_started(
+    client: FlaskClient, auth: dict[str, str], holder: SnapshotHolder
+) -> None:
+    holder.replace(build_snapshot(Listing((RepositoryListing("new", ()),), {}), 5.0))
+    assert get_json(client, "/repositories?embed=1", auth) == {
+        "timestamp": 5.0, "_embedded": {"items": [{"name": "new", "size": 0, "disk_size": 0}]},
+    }
+
+
+# --- prefix, CORS, browser ---------------------------------------------------------------------
+
+def test_links_carry_the_server_prefix(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/repositories/group%2Ftags?links=1", headers=auth,
+                          base_url="http://localhost/registry-usage/")
+    assert response.get_json()["_links"] == {
+        "self": {"href": "/registry-usage/repositories/group%2Ftags"},
+        "collection": {"href": "/registry-usage/repositories"},
+        "related": {"href": "/registry-usage/repositories/group%2Ftags/tags", "title": "tags"},
+    }
+
+
+def test_cors_allows_any_origin_as_the_original(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/repositories", headers={**auth, "Origin": "https://dashboard.example.org"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://dashboard.example.org"
+    assert client.get("/repositories", headers=auth).headers["Access-Control-Allow-Origin"] == "*"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_browser_gets_an_html_page_with_clickable_links(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/repositories", headers={**auth, "Accept": BROWSER_ACCEPT})
+    assert response.mimetype == "text/html"
+    page = response.data.decode()
+    assert page.startswith("<!DOCTYPE html>")
+    assert '<a href="/repositories/group%2Fsub%2Fproject">' in page
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_curl_default_accept_gets_json(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert client.get("/repositories", headers={**auth, "Accept": "*/*"}).mimetype == "application/hal+json"
+
+
+def test_html_view_escapes_names(directory: FakeDirectory) -> None:
+    hostile = Listing((RepositoryListing('x"><script>alert(1)</script>', ()),), {})
+    app = create_app(make_config(), SnapshotHolder(build_snapshot(hostile, 1.0)), directory)
+    client = app.test_client()
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    page = client.get("/repositories?links=1", headers={"Authorization": f"Bearer {token}", "Accept": "text/html"})
+    assert b"<script>" not in page.data
+
+
+def test_browser_login_sets_a_cookie_that_only_the_html_view_accepts(client: FlaskClient) -> None:
+    login = client.get("/auth_token", headers={**basic("alice", "right"), "Accept": BROWSER_ACCEPT})
+    assert login.status_code == 200 and login.mimetype == "text/html"
+    cookie = login.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = client.get("/repositories/group%2Ftags", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 200 and b"group/tags" in page.data
+    # A script or curl (no HTML in Accept) must still present the bearer header.
+    assert client.get("/repositories/group%2Ftags").status_code == 401
