@@ -1,0 +1,123 @@
+"""Command line: the original's options (``-c``, ``--print-default-config``, ``-V``) plus ``--demo``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import secrets
+import sys
+import time
+from typing import Callable, Sequence
+
+from ._version import __version__
+from .config import DEFAULT_CONFIG_FILENAME, Config, ConfigError, default_config_text, load_config, parse_config
+from .config import unknown_keys
+from .state import RefreshState, SnapshotHolder
+
+PROG = "gitlab-registry-usage-rest"
+log = logging.getLogger(__name__)
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A RESTful web service for querying the memory usage of repositories in a GitLab registry.",
+    )
+    parser.add_argument(
+        "-c", "--config-file", dest="config_filename", type=os.path.abspath, default=DEFAULT_CONFIG_FILENAME,
+        help="web service config file (default: %(default)s)",
+    )
+    parser.add_argument("--print-default-config", action="store_true",
+                        help="print the default config to stdout and exit")
+    parser.add_argument("-V", "--version", action="store_true", dest="print_version",
+                        help="print the version number and exit")
+    parser.add_argument("--demo", action="store_true",
+                        help="serve a built-in sample registry on 127.0.0.1 with a demo login (no GitLab, no LDAP)")
+    parser.add_argument("--port", type=int, metavar="PORT",
+                        help="listen on this port instead of [general] socket_port (0: any free port)")
+    return parser
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (2 for a bad config, as for bad arguments)."""
+    args = _argument_parser().parse_args(argv)
+    if args.print_version:
+        sys.stdout.write(f"{PROG}, version {__version__}\n")
+        return 0
+    if args.print_default_config:
+        sys.stdout.write(default_config_text())
+        return 0
+    if args.port is not None and not 0 <= args.port < 65536:
+        sys.stderr.write(f"{PROG}: error: --port: {args.port} is not a port number\n")
+        return 2
+    if args.demo:
+        return _run_demo(args.port)
+    try:
+        parser = load_config(args.config_filename)
+        config = parse_config(parser, source=args.config_filename)
+    except ConfigError as error:
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return 2
+    if args.port is not None:
+        config = dataclasses.replace(config, general=dataclasses.replace(config.general, socket_port=args.port))
+    _configure_logging(config.general.debug)
+    for key in unknown_keys(parser):
+        log.warning("%s: unknown config key %s is ignored", args.config_filename, key)
+    return _run_service(config)
+
+
+def _run_service(config: Config) -> int:
+    # Imported here so that --help, --version and config errors do not pay for Flask and ldap3.
+    from .api import create_app
+    from .auth import LdapAuthenticator, LdapUnavailable
+    from .collector import Refresher
+    from .gitlab_library import LibraryCrawler
+    from .server import serve
+
+    registry = config.registry
+    snapshots = SnapshotHolder()
+    crawler = LibraryCrawler(
+        registry.gitlab_base_url, registry.registry_base_url, registry.username, registry.access_token
+    )
+    refresher = Refresher(crawler, snapshots, RefreshState(), config.general.refresh_interval.total_seconds())
+    app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,))
+    return _serve(lambda: serve(app, config.general, refresher), config)
+
+
+def _run_demo(port: int | None) -> int:
+    from .api import create_app
+    from .demo import DemoAuthenticator, banner, demo_config, demo_listing
+    from .server import serve
+    from .sizes import build_snapshot
+
+    _configure_logging(False)
+    config = demo_config(5000 if port is None else port)
+    password = secrets.token_urlsafe(12)
+    snapshots = SnapshotHolder(build_snapshot(demo_listing(), time.time()))
+    app = create_app(config, snapshots, DemoAuthenticator(password))
+
+    def ready(url: str) -> None:
+        sys.stdout.write(banner(url, password))
+        sys.stdout.flush()
+
+    return _serve(lambda: serve(app, config.general, on_ready=ready), config)
+
+
+def _serve(run: Callable[[], None], config: Config) -> int:
+    try:
+        run()
+    except OSError as error:
+        general = config.general
+        sys.stderr.write(f"{PROG}: error: cannot listen on {general.socket_host}:{general.socket_port}: {error}\n")
+        return 1
+    return 0

@@ -1,0 +1,96 @@
+"""The refresh thread: crawl, compute every figure, swap the snapshot in; keep serving the last good one.
+
+The original blocked start-up for a whole crawl and its refresh thread died on the first error. Here
+the service serves at once, every figure is computed in this thread (never on a request thread), and
+a failed refresh is logged with its cause and tried again at the next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Protocol
+
+from .model import Listing
+from .sizes import build_snapshot
+from .state import RefreshState, SnapshotHolder
+
+log = logging.getLogger(__name__)
+
+
+class Crawler(Protocol):
+    """Reads the whole registry; raises on a failure that leaves nothing worth serving."""
+
+    def crawl(self) -> Listing: ...
+
+
+class Refresher:
+    """Runs ``crawler`` every ``interval`` seconds in a thread of its own and publishes the result."""
+
+    def __init__(
+        self,
+        crawler: Crawler,
+        snapshots: SnapshotHolder,
+        state: RefreshState,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._crawler = crawler
+        self._snapshots = snapshots
+        self._state = state
+        self._interval = interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> bool:
+        """One refresh; ``False`` if it failed, in which case the previous snapshot stays."""
+        started = self._clock()
+        self._state.started(started)
+        log.info("refresh started")
+        try:
+            listing = self._crawler.crawl()
+            snapshot = build_snapshot(listing, timestamp=self._clock())
+        except Exception as error:  # noqa: BLE001 - any failure must leave the last good snapshot served
+            message = f"{type(error).__name__}: {error}"
+            self._state.finished(self._clock(), message)
+            log.error("refresh failed after %.1fs, keeping the previous data: %s", self._clock() - started, message)
+            log.debug("refresh failure details", exc_info=True)
+            return False
+        self._snapshots.replace(snapshot)
+        self._state.finished(self._clock(), None)
+        tags = sum(len(repository.tags or ()) for repository in snapshot.repositories)
+        log.info(
+            "refresh done in %.1fs: %d repositories, %d tags, %d errors%s",
+            self._clock() - started,
+            len(snapshot.repositories),
+            tags,
+            len(snapshot.errors),
+            "".join(f"\n  {error}" for error in snapshot.errors),
+        )
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.run_once()
+            remaining = self._interval - (time.monotonic() - started)
+            self._wake.wait(max(0.0, remaining))
+            self._wake.clear()
+
+    def trigger(self) -> None:
+        """Start the next refresh now instead of at the end of the interval."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="refresher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end; a crawl in progress is abandoned (the thread is a daemon)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

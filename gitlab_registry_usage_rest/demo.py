@@ -1,0 +1,152 @@
+"""The built-in demo: a small sample registry and a one-user login, for trying the API without GitLab or LDAP.
+
+It goes through the same API, JWT and snapshot code as a real installation; only the crawl and the
+directory are replaced by the data and the password below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from .config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
+from .model import ImageListing, Listing, RepositoryListing
+
+DEMO_USER = "demo"
+
+MB = 1024 * 1024
+
+# Layers by name and size; images below list them bottom-up as a Dockerfile would build them.
+_LAYERS = {
+    "debian-base": 29 * MB + 123_456,
+    "debian-slim": 27 * MB + 654_321,
+    "ca-certificates": 310_882,
+    "python-runtime": 49 * MB + 2_000,
+    "python-3.12-runtime": 51 * MB + 7_000,
+    "pip-deps-web": 18 * MB + 345,
+    "pip-deps-web-v2": 19 * MB + 4_567,
+    "frontend-assets": 6 * MB + 7_001,
+    "frontend-assets-v1.1": 5 * MB + 999_333,
+    "backend-app": 2 * MB + 5_050,
+    "api-app": 1 * MB + 40_404,
+    "etl-jobs": 3 * MB + 30_303,
+    "torch-cpu": 180 * MB + 12_345,
+    "model-weights-small": 95 * MB + 111,
+    "model-weights-large": 410 * MB + 222,
+    "gitlab-runner": 62 * MB + 4_444,
+    "docs-html": 4 * MB + 808,
+    "scanner-db": 120 * MB + 9_999,
+    "scanner-bin": 38 * MB + 1_234,
+    "legacy-app": 88 * MB + 7_777,
+}
+
+_REPOSITORIES: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...] | None], ...] = (
+    ("infra/base/debian", (
+        ("12", ("debian-base", "ca-certificates")),
+        ("12-slim", ("debian-slim", "ca-certificates")),
+    )),
+    ("infra/base/python", (
+        ("3.11", ("debian-slim", "ca-certificates", "python-runtime")),
+        ("3.12", ("debian-slim", "ca-certificates", "python-3.12-runtime")),
+    )),
+    ("apps/web/frontend", (
+        ("latest", ("debian-slim", "frontend-assets")),
+        ("v1.2.0", ("debian-slim", "frontend-assets")),
+        ("v1.1.0", ("debian-slim", "frontend-assets-v1.1")),
+    )),
+    ("apps/web/backend", (
+        ("latest", ("debian-slim", "ca-certificates", "python-runtime", "pip-deps-web-v2", "backend-app")),
+        ("v2.0.0", ("debian-slim", "ca-certificates", "python-runtime", "pip-deps-web-v2", "backend-app")),
+        ("v1.9.3", ("debian-slim", "ca-certificates", "python-runtime", "pip-deps-web", "backend-app")),
+    )),
+    ("apps/api", (
+        ("main", ("debian-slim", "ca-certificates", "python-3.12-runtime", "pip-deps-web-v2", "api-app")),
+    )),
+    ("data/pipelines/etl", (
+        ("nightly", ("debian-slim", "ca-certificates", "python-runtime", "etl-jobs")),
+    )),
+    ("ml/models/tags", (
+        ("small", ("debian-slim", "ca-certificates", "python-runtime", "torch-cpu", "model-weights-small")),
+        ("large", ("debian-slim", "ca-certificates", "python-runtime", "torch-cpu", "model-weights-large")),
+    )),
+    ("tools/ci-runner", (
+        ("v17", ("debian-base", "ca-certificates", "gitlab-runner")),
+    )),
+    ("docs/site", (
+        ("latest", ("debian-slim", "docs-html")),
+    )),
+    ("security/scanner", (
+        ("latest", ("debian-slim", "ca-certificates", "scanner-bin", "scanner-db")),
+    )),
+    ("legacy/app", (
+        ("final", ("debian-base", "legacy-app")),
+    )),
+    # A repository whose tags could not be read: served without figures, as after a registry error.
+    ("sandbox/alice/broken", None),
+)
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def demo_listing() -> Listing:
+    """A dozen repositories with shared base layers, nested names, a retag and one unreadable repository."""
+    repositories = []
+    for name, tags in _REPOSITORIES:
+        if tags is None:
+            repositories.append(RepositoryListing(name, None))
+            continue
+        images = tuple(
+            ImageListing(
+                tag=tag,
+                layers=tuple(_digest(layer) for layer in layers),
+                digest=_digest("manifest:" + "/".join(layers)),
+                media_type="application/vnd.docker.distribution.manifest.v2+json",
+            )
+            for tag, layers in tags
+        )
+        repositories.append(RepositoryListing(name, images))
+    sizes = {_digest(layer): size for layer, size in _LAYERS.items()}
+    return Listing(tuple(repositories), sizes, ("sandbox/alice/broken: its tags could not be read (demo)",))
+
+
+class DemoAuthenticator:
+    """Accepts exactly one user, ``demo``, with the password given at start."""
+
+    def __init__(self, password: str) -> None:
+        if not password:
+            raise ValueError("the demo password must not be empty")
+        self._password = password
+
+    def authenticate(self, username: str, password: str) -> bool:
+        return bool(password) and hmac.compare_digest(
+            f"{username}\0{password}".encode(), f"{DEMO_USER}\0{self._password}".encode()
+        )
+
+
+def demo_config(port: int) -> Config:
+    """A config for the demo: localhost only, a fresh random JWT secret every run."""
+    return Config(
+        general=GeneralConfig(socket_host="127.0.0.1", socket_port=port),
+        ldap=LdapConfig(),
+        jwt=JwtConfig(secret_key=secrets.token_urlsafe(48)),
+        registry=RegistryConfig(),
+    )
+
+
+def banner(url: str, password: str) -> str:
+    """What the demo prints at start: the login and commands to try."""
+    return f"""
+Demo service on {url} with a built-in sample registry (no GitLab, no LDAP needed).
+Login: user {DEMO_USER!r}, password {password!r} (new at every start)
+
+Try:
+  TOKEN=$(curl -s -u {DEMO_USER}:{password} {url}/auth_token | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth_token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories?embed=1'
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend?embed=true&links=true'
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend/tags/latest'
+In a browser: open {url}/auth_token (log in as {DEMO_USER}), then follow the links.
+Stop with Ctrl-C.
+"""

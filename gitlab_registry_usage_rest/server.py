@@ -1,0 +1,72 @@
+"""Process wiring: the WSGI server (cheroot, or Werkzeug in debug mode) and clean shutdown on signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Callable
+
+from cheroot import wsgi
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import run_simple
+
+from .collector import Refresher
+from .config import GeneralConfig
+
+log = logging.getLogger(__name__)
+
+
+def serve(app: Flask, general: GeneralConfig, refresher: Refresher | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``app`` at ``server_prefix`` until SIGTERM or SIGINT, running ``refresher`` alongside."""
+    if refresher is not None:
+        refresher.start()
+    try:
+        if general.debug:
+            _serve_debug(app, general)
+        else:
+            _serve_cheroot(app, general, on_ready)
+    finally:
+        if refresher is not None:
+            refresher.stop()
+
+
+def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str], None] | None) -> None:
+    prefix = "" if general.server_prefix == "/" else general.server_prefix
+    dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})
+    server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage")
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server.prepare()  # binds now, so a busy port fails here with a clear OSError
+    thread = threading.Thread(target=server.serve, name="http", daemon=True)
+    thread.start()
+    url = f"http://{general.socket_host}:{server.bind_addr[1]}{prefix}"
+    log.info("serving on %s", url)
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        while not stop.wait(0.5) and thread.is_alive():
+            pass
+    finally:
+        server.stop()
+        thread.join(5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve_debug(app: Flask, general: GeneralConfig) -> None:
+    # Werkzeug's development server with its debugger, as the original's debug mode. No reloader:
+    # it would run a second process with a second refresh thread.
+    wsgi_app = app
+    if general.server_prefix != "/":
+        wsgi_app = DispatcherMiddleware(Flask("debugging_frontend"), {general.server_prefix: app})  # type: ignore[assignment]
+    log.warning("debug mode: Werkzeug development server with the interactive debugger; never expose it")
+    run_simple(general.socket_host, general.socket_port, wsgi_app, use_debugger=True, use_reloader=False)
