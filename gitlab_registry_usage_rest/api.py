@@ -103,14 +103,14 @@ def _init_jwt(app: Flask) -> None:
 def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...]) -> HTTPBasicAuth:
     basic_auth = HTTPBasicAuth()
 
-    @basic_auth.verify_password
+    @basic_auth.verify_password  # type: ignore[untyped-decorator]
     def _verify(username: str, password: str) -> str | None:
         try:
             return username if authenticator.authenticate(username, password) else None
         except unavailable as error:
             raise AuthenticationUnavailable(str(error)) from error
 
-    @basic_auth.error_handler
+    @basic_auth.error_handler  # type: ignore[untyped-decorator]
     def _refused(status: int) -> Response:
         return _json_error(status, "Invalid credentials" if status == 401 else "Access denied")
 

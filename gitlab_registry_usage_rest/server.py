@@ -36,7 +36,7 @@ def serve(app: Flask, general: GeneralConfig, refresher: Refresher | None = None
 
 def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str], None] | None) -> None:
     prefix = "" if general.server_prefix == "/" else general.server_prefix
-    dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})
+    dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})  # type: ignore[no-untyped-call]
     server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage")
     stop = threading.Event()
 
