@@ -1,7 +1,8 @@
 """HAL documents of the four resources, and the mapping from request paths to resources.
 
 Pure: a snapshot and the query options go in, plain dicts come out, in exactly the key order the
-original (flask-restful-hal 0.2.6) produced, so clients see the same JSON. Its defects are not
+original (flask-restful-hal 0.2.6) produced, so clients see the same JSON (plus new fields:
+``unique_size``, and a tag's ``digest``, ``media_type`` and ``platforms``). Its defects are not
 copied: a tag's ``self`` link names the tag's own path, tag item links are titled with the tag name,
 every href carries the server prefix, and empty collections still have an ``items`` list.
 """
@@ -88,7 +89,12 @@ def repositories_document(snapshot: Snapshot | None, options: Options) -> Docume
 
 def repository_document(repository: RepositoryUsage, options: Options) -> Document:
     """``/repositories/<name>``: its figures, linking to its tags collection."""
-    document: Document = {"name": repository.name, "size": repository.size, "disk_size": repository.disk_size}
+    document: Document = {
+        "name": repository.name,
+        "size": repository.size,
+        "disk_size": repository.disk_size,
+        "unique_size": repository.unique_size,
+    }
     if options.links:
         links: Document = {
             "self": {"href": repository_path(options.base, repository.name)},
@@ -124,7 +130,14 @@ def tags_document(repository: RepositoryUsage, options: Options) -> Document:
 
 def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -> Document:
     """``/repositories/<name>/tags/<tag>``: the tag's figures."""
-    document: Document = {"name": tag.name, "size": tag.size, "disk_size": tag.disk_size}
+    document: Document = {"name": tag.name, "size": tag.size, "disk_size": tag.disk_size, "unique_size": tag.unique_size}
+    # What the tag points at, where the collector knows it (the library backend does not).
+    if tag.digest is not None:
+        document["digest"] = tag.digest
+    if tag.media_type is not None:
+        document["media_type"] = tag.media_type
+    if tag.platforms:
+        document["platforms"] = list(tag.platforms)
     if options.links:
         document["_links"] = {
             "self": {"href": tag_path(options.base, repository.name, tag.name)},

@@ -46,6 +46,7 @@ class TagUsage:
     name: str
     size: int
     disk_size: int
+    unique_size: int
     digest: str | None = None
     media_type: str | None = None
     platforms: tuple[str, ...] = ()
@@ -58,6 +59,7 @@ class RepositoryUsage:
     name: str
     size: int | None
     disk_size: int | None
+    unique_size: int | None
     tags: tuple[TagUsage, ...] | None
     _tag_index: Mapping[str, TagUsage] = field(init=False, repr=False, compare=False)
 

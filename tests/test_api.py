@@ -210,10 +210,10 @@ def test_repositories_embedded_one_level(client: FlaskClient, auth: dict[str, st
     assert get_json(client, "/repositories?embed=1", auth) == {
         "timestamp": TIMESTAMP,
         "_embedded": {"items": [
-            {"name": "group/sub/project", "size": 230, "disk_size": 30},
-            {"name": "group/tags", "size": 105, "disk_size": 5},
-            {"name": "group", "size": 100, "disk_size": 100},
-            {"name": "broken", "size": None, "disk_size": None},
+            {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30},
+            {"name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5},
+            {"name": "group", "size": 100, "disk_size": 100, "unique_size": 0},
+            {"name": "broken", "size": None, "disk_size": None, "unique_size": None},
         ]},
     }
 
@@ -222,13 +222,13 @@ def test_repositories_embedded_fully(client: FlaskClient, auth: dict[str, str]) 
     body = get_json(client, "/repositories?embed=true", auth)
     first = body["_embedded"]["items"][0]
     assert first == {
-        "name": "group/sub/project", "size": 230, "disk_size": 30,
+        "name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30,
         "_embedded": {"related": {"_embedded": {"items": [
-            {"name": "1.0", "size": 110, "disk_size": 10},
-            {"name": "latest", "size": 120, "disk_size": 20},
+            {"name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10},
+            {"name": "latest", "size": 120, "disk_size": 20, "unique_size": 20},
         ]}}},
     }
-    assert body["_embedded"]["items"][3] == {"name": "broken", "size": None, "disk_size": None}
+    assert body["_embedded"]["items"][3] == {"name": "broken", "size": None, "disk_size": None, "unique_size": None}
 
 
 def test_embed_depth_two_stops_at_the_tags_collection(client: FlaskClient, auth: dict[str, str]) -> None:
@@ -238,7 +238,7 @@ def test_embed_depth_two_stops_at_the_tags_collection(client: FlaskClient, auth:
 
 def test_repository_with_links_and_embedded_tags(client: FlaskClient, auth: dict[str, str]) -> None:
     assert get_json(client, "/repositories/group%2Ftags?embed=true&links=true", auth) == {
-        "name": "group/tags", "size": 105, "disk_size": 5,
+        "name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5,
         "_links": {
             "self": {"href": "/repositories/group%2Ftags"},
             "collection": {"href": "/repositories"},
@@ -251,7 +251,7 @@ def test_repository_with_links_and_embedded_tags(client: FlaskClient, auth: dict
                 "items": [{"href": "/repositories/group%2Ftags/tags/v1", "title": "v1"}],
             },
             "_embedded": {"items": [{
-                "name": "v1", "size": 105, "disk_size": 5,
+                "name": "v1", "size": 105, "disk_size": 5, "unique_size": 5,
                 "_links": {
                     "self": {"href": "/repositories/group%2Ftags/tags/v1"},
                     "collection": {"href": "/repositories/group%2Ftags/tags"},
@@ -267,7 +267,7 @@ def test_tags_collection_has_no_fields_of_its_own(client: FlaskClient, auth: dic
 
 def test_tag_self_link_is_the_tags_own_path(client: FlaskClient, auth: dict[str, str]) -> None:
     assert get_json(client, "/repositories/group%2Fsub%2Fproject/tags/1.0?links=1", auth) == {
-        "name": "1.0", "size": 110, "disk_size": 10,
+        "name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10,
         "_links": {
             "self": {"href": "/repositories/group%2Fsub%2Fproject/tags/1.0"},
             "collection": {"href": "/repositories/group%2Fsub%2Fproject/tags"},
@@ -279,7 +279,7 @@ def test_repository_whose_tags_failed_has_null_figures_and_no_tag_links(
     client: FlaskClient, auth: dict[str, str]
 ) -> None:
     assert get_json(client, "/repositories/broken?links=true&embed=true", auth) == {
-        "name": "broken", "size": None, "disk_size": None,
+        "name": "broken", "size": None, "disk_size": None, "unique_size": None,
         "_links": {"self": {"href": "/repositories/broken"}, "collection": {"href": "/repositories"}},
     }
     assert get_json(client, "/repositories/broken/tags?links=true", auth) == {
@@ -290,14 +290,14 @@ def test_repository_whose_tags_failed_has_null_figures_and_no_tag_links(
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("/repositories/group/sub/project", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
-        ("/repositories/group%2Fsub%2Fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
-        ("/repositories/group%2fsub%2fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30}),
+        ("/repositories/group/sub/project", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
+        ("/repositories/group%2Fsub%2Fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
+        ("/repositories/group%2fsub%2fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
         ("/repositories/group/tags", {}),
-        ("/repositories/group%2Ftags", {"name": "group/tags", "size": 105, "disk_size": 5}),
+        ("/repositories/group%2Ftags", {"name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5}),
         ("/repositories/group%2Ftags/tags", {}),
-        ("/repositories/group/tags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5}),
-        ("/repositories/group%2Ftags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5}),
+        ("/repositories/group/tags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5, "unique_size": 5}),
+        ("/repositories/group%2Ftags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5, "unique_size": 5}),
         ("/repositories/group/tags/tags", {}),
         ("/repositories/group/tags/tags?links=1", None),
     ],
@@ -372,7 +372,7 @@ def test_each_request_sees_the_snapshot_current_when_it_started(
 ) -> None:
     holder.replace(build_snapshot(Listing((RepositoryListing("new", ()),), {}), 5.0))
     assert get_json(client, "/repositories?embed=1", auth) == {
-        "timestamp": 5.0, "_embedded": {"items": [{"name": "new", "size": 0, "disk_size": 0}]},
+        "timestamp": 5.0, "_embedded": {"items": [{"name": "new", "size": 0, "disk_size": 0, "unique_size": 0}]},
     }
 
 

@@ -114,3 +114,44 @@ def test_snapshot_finds_repositories_and_tags_by_name() -> None:
     assert snapshot.timestamp == 12.5
     assert repository is not None and repository.tag("v1") is not None
     assert snapshot.repository("g") is None and repository.tag("v2") is None
+
+
+def unique_figures(result: Listing) -> dict[str, tuple[int | None, dict[str, int] | None]]:
+    return {
+        repo.name: (repo.unique_size, None if repo.tags is None else {t.name: t.unique_size for t in repo.tags})
+        for repo in compute_usage(result)
+    }
+
+
+def test_unique_size_is_what_deleting_frees() -> None:
+    usage = unique_figures(listing(
+        {"base": {"1": ["b"]},
+         "app": {"1": ["b", "shared-in-app", "own1"], "2": ["b", "shared-in-app", "own2"], "alias": ["b", "own2"]}},
+        {"b": 100, "shared-in-app": 40, "own1": 7, "own2": 9},
+    ))
+    assert usage["base"] == (0, {"1": 0})
+    # Deleting tag 1 frees own1 only; "2" and "alias" share own2, so neither frees it alone.
+    assert usage["app"] == (56, {"1": 7, "2": 0, "alias": 0})
+
+
+def test_retagged_image_frees_nothing_until_both_tags_go() -> None:
+    usage = unique_figures(listing({"r": {"latest": ["l1"], "v1": ["l1"]}}, {"l1": 3}))
+    assert usage["r"] == (3, {"latest": 0, "v1": 0})
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_unique_sizes_match_their_definition_on_random_registries(seed: int) -> None:
+    rng = random.Random(seed)
+    sizes = {f"l{i}": rng.randint(1, 1000) for i in range(20)}
+    repos = {f"r{r}": {f"t{t}": rng.sample(sorted(sizes), rng.randint(1, 5)) for t in range(rng.randint(0, 4))}
+             for r in range(8)}
+    usage = unique_figures(listing(repos, sizes))
+    for name, tags in repos.items():
+        elsewhere = {layer for other, other_tags in repos.items() if other != name
+                     for layers in other_tags.values() for layer in layers}
+        mine = {layer for layers in tags.values() for layer in layers}
+        assert usage[name][0] == sum(sizes[layer] for layer in mine - elsewhere)
+        for tag, layers in tags.items():
+            others = elsewhere | {layer for other_tag, other_layers in tags.items() if other_tag != tag
+                                  for layer in other_layers}
+            assert usage[name][1][tag] == sum(sizes[layer] for layer in set(layers) - others)
