@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from ._version import __version__
 from .config import DEFAULT_CONFIG_FILENAME, Config, ConfigError, default_config_text, load_config, parse_config
 from .config import unknown_keys
+from .collector import Crawler
 from .state import RefreshState, SnapshotHolder
 
 PROG = "gitlab-registry-usage-rest"
@@ -81,17 +82,30 @@ def _run_service(config: Config) -> int:
     from .api import create_app
     from .auth import LdapAuthenticator, LdapUnavailable
     from .collector import Refresher
-    from .gitlab_library import LibraryCrawler
     from .server import serve
 
-    registry = config.registry
-    snapshots = SnapshotHolder()
-    crawler = LibraryCrawler(
-        registry.gitlab_base_url, registry.registry_base_url, registry.username, registry.access_token
+    snapshots, state = SnapshotHolder(), RefreshState()
+    refresher = Refresher(
+        _crawler(config, state), snapshots, state, config.general.refresh_interval.total_seconds()
     )
-    refresher = Refresher(crawler, snapshots, RefreshState(), config.general.refresh_interval.total_seconds())
     app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,))
     return _serve(lambda: serve(app, config.general, refresher), config)
+
+
+def _crawler(config: Config, state: RefreshState) -> Crawler:
+    registry = config.registry
+    if registry.collector == "gitlab-registry-usage":
+        from .gitlab_library import LibraryCrawler
+
+        return LibraryCrawler(
+            registry.gitlab_base_url, registry.registry_base_url, registry.username, registry.access_token
+        )
+    from .crawler import BuiltinCrawler
+
+    return BuiltinCrawler.connect(
+        registry.registry_base_url, registry.gitlab_base_url, registry.username, registry.access_token,
+        concurrency=registry.concurrency, timeout=registry.timeout, progress=state.progress,
+    )
 
 
 def _run_demo(port: int | None) -> int:

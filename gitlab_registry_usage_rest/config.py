@@ -24,7 +24,7 @@ SECRET_HINT = (
     "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 )
 
-COLLECTORS = ("gitlab-registry-usage",)
+COLLECTORS = ("builtin", "gitlab-registry-usage")
 
 T = TypeVar("T")
 
@@ -98,7 +98,9 @@ class RegistryConfig:
     registry_base_url: str = "https://registry.mygitlab.com/"
     username: str = "root"
     access_token: str = field(default="", repr=False)
-    collector: str = "gitlab-registry-usage"
+    collector: str = "builtin"
+    concurrency: int = 8
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,10 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
     ("registry", "registry_base_url", "https://registry.mygitlab.com/", "the container registry"),
     ("registry", "username", "root", "a GitLab administrator"),
     ("registry", "access_token", "", "a personal access token of that user (scopes read_registry, api)"),
-    ("registry", "collector", "gitlab-registry-usage", f"crawler to use: {', '.join(COLLECTORS)}"),
+    ("registry", "collector", "builtin",
+     "builtin (complete, concurrent, multi-architecture) or gitlab-registry-usage (the original's library)"),
+    ("registry", "concurrency", "8", "builtin collector: requests in flight at once"),
+    ("registry", "timeout", "30 seconds", "builtin collector: timeout of each request"),
 )
 
 _SECRET_KEYS = frozenset({("jwt", "secret_key"), ("registry", "access_token")})
@@ -234,6 +239,13 @@ def _positive_duration(text: str) -> datetime.timedelta:
     return delta
 
 
+def _concurrency(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise ValueError("expected a number from 1 to 256")
+    return value
+
+
 def _collector(text: str) -> str:
     if text not in COLLECTORS:
         raise ValueError(f"expected one of: {', '.join(COLLECTORS)}")
@@ -269,6 +281,9 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
     timeout = ldap.get("timeout", _seconds, defaults_l.timeout)
     if timeout <= 0:
         raise ldap.error("timeout", "must be longer than zero")
+    registry_timeout = registry.get("timeout", _seconds, defaults_r.timeout)
+    if registry_timeout <= 0:
+        raise registry.error("timeout", "must be longer than zero")
 
     return Config(
         general=GeneralConfig(
@@ -298,6 +313,8 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
             username=registry.get("username", str, defaults_r.username),
             access_token=registry.raw("access_token") or "",
             collector=registry.get("collector", _collector, defaults_r.collector),
+            concurrency=registry.get("concurrency", _concurrency, defaults_r.concurrency),
+            timeout=registry_timeout,
         ),
     )
 
@@ -330,5 +347,5 @@ def load_config(path: str) -> configparser.ConfigParser:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: is not UTF-8 text") from None
     except configparser.Error as error:
-        raise ConfigError(f"{path}: {error.message.splitlines()[0]}") from None  # type: ignore[attr-defined]
+        raise ConfigError(f"{path}: {error.message.splitlines()[0]}") from None
     return parser

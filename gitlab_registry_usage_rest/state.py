@@ -40,6 +40,9 @@ class RefreshStatus:
     error: str | None = None
     refreshes: int = 0
     failures: int = 0
+    repositories_done: int = 0
+    repositories_total: int | None = None
+    requests: int = 0
 
 
 class RefreshState:
@@ -55,7 +58,13 @@ class RefreshState:
 
     def started(self, at: float) -> None:
         with self._lock:
-            self._status = replace(self._status, running=True, started_at=at)
+            self._status = replace(
+                self._status, running=True, started_at=at, repositories_done=0, repositories_total=None, requests=0
+            )
+
+    def progress(self, done: int, total: int | None, requests: int) -> None:
+        with self._lock:
+            self._status = replace(self._status, repositories_done=done, repositories_total=total, requests=requests)
 
     def finished(self, at: float, error: str | None) -> None:
         with self._lock:

@@ -1,0 +1,230 @@
+"""The builtin crawler: the whole registry, concurrently, reusing what earlier crawls learned.
+
+Per crawl: the catalog (all pages), every repository's tags (all pages), one manifest request per
+tag. A tag whose digest is unchanged since the last crawl is answered ``304 Not Modified`` and its
+image is taken from the cache; child manifests of indexes and schema 1 blob sizes are addressed by
+digest, hence immutable, and fetched once for the life of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .manifests import ImageManifest, IndexManifest, Manifest, ManifestError, Schema1Manifest, parse_manifest
+from .model import ImageListing, Listing, RepositoryListing
+from .registry import RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, "int | None", int], None]
+
+
+class CrawlError(Exception):
+    """The crawl produced nothing worth serving (the catalog could not be read, or no repository could)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedImage:
+    """What a tag points at, reduced to what the figures need: every layer of every platform."""
+
+    digest: str
+    media_type: str
+    layers: tuple[tuple[str, int], ...]
+    platforms: tuple[str, ...]
+    children: tuple[str, ...] = ()
+
+
+class BuiltinCrawler:
+    """Crawls with ``client`` using up to ``concurrency`` requests in flight."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        concurrency: int = 8,
+        progress: ProgressCallback | None = None,
+        progress_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._concurrency = concurrency
+        self._progress = progress
+        self._progress_interval = progress_interval
+        self._clock = clock
+        # Immutable by digest, so valid forever; pruned to what the last crawl used.
+        self._images: dict[str, ResolvedImage] = {}
+        self._children: dict[str, ImageManifest] = {}
+        self._blob_sizes: dict[str, int] = {}
+        self._tag_digests: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def connect(
+        cls,
+        registry_base_url: str,
+        gitlab_base_url: str,
+        username: str,
+        access_token: str,
+        *,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        progress: ProgressCallback | None = None,
+    ) -> BuiltinCrawler:
+        """A crawler with its own pooled session, sized for ``concurrency`` requests in flight."""
+        session, stats = make_session(concurrency), RequestStats()
+        tokens = TokenProvider(session, gitlab_base_url, username, access_token, timeout, stats)
+        return cls(RegistryClient(registry_base_url, tokens, session, timeout, stats), concurrency, progress)
+
+    @property
+    def stats(self) -> RequestStats:
+        return self._client.stats
+
+    def close(self) -> None:
+        self._client.close()
+
+    def crawl(self) -> Listing:
+        started, requests_before = self._clock(), self._client.stats.total
+        try:
+            catalog = [name for page in self._client.catalog() for name in page]
+        except RegistryError as error:
+            raise CrawlError(f"the catalog could not be read: {error}") from None
+        catalog = list(dict.fromkeys(catalog))
+        tags: dict[str, list[str]] = {}
+        images: dict[tuple[str, str], ResolvedImage] = {}
+        errors: dict[str, str] = {}
+        remaining: dict[str, int] = {}
+        done = 0
+
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl") as pool:
+            pending: dict[Future[Any], tuple[str, str | None]] = {
+                pool.submit(self._client.tags, name): (name, None) for name in catalog
+            }
+            last_report = started
+            while pending:
+                finished, _ = wait(pending, timeout=self._progress_interval, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name, tag = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except (RegistryError, ManifestError) as error:
+                        if name not in errors:
+                            errors[name] = f"{name}: {error}"
+                            done += 1
+                        continue
+                    if tag is None:
+                        tags[name] = list(dict.fromkeys(result))
+                        remaining[name] = len(tags[name])
+                        done += not tags[name]
+                        for each in tags[name]:
+                            pending[pool.submit(self._resolve_tag, name, each)] = (name, each)
+                    else:
+                        images[(name, tag)] = result
+                        remaining[name] -= 1
+                        done += remaining[name] == 0 and name not in errors
+                now = self._clock()
+                if now - last_report >= self._progress_interval or not pending:
+                    self._report(done, len(catalog), started, requests_before)
+                    last_report = now
+
+        if catalog and len(errors) == len(catalog):
+            raise CrawlError(f"no repository could be read; the first error: {next(iter(errors.values()))}")
+        return self._listing(catalog, tags, images, errors)
+
+    def _listing(self, catalog: list[str], tags: dict[str, list[str]],
+                 images: dict[tuple[str, str], ResolvedImage], errors: dict[str, str]) -> Listing:
+        repositories = []
+        layer_sizes: dict[str, int] = {}
+        for name in catalog:
+            if name in errors:
+                repositories.append(RepositoryListing(name, None))
+                continue
+            listed = []
+            for tag in tags[name]:
+                image = images[(name, tag)]
+                layer_sizes.update(image.layers)
+                listed.append(ImageListing(
+                    tag=tag,
+                    layers=tuple(digest for digest, _ in image.layers),
+                    digest=image.digest,
+                    media_type=image.media_type,
+                    platforms=image.platforms,
+                ))
+            repositories.append(RepositoryListing(name, tuple(listed)))
+        self._prune(images)
+        return Listing(tuple(repositories), layer_sizes, tuple(errors[name] for name in catalog if name in errors))
+
+    def _prune(self, images: dict[tuple[str, str], ResolvedImage]) -> None:
+        """Forget what no tag uses any more, so the caches follow the registry instead of growing."""
+        used = {image.digest: image for image in images.values()}
+        children = {child for image in used.values() for child in image.children}
+        layers = {layer for image in used.values() for layer, _ in image.layers}
+        self._tag_digests = {key: image.digest for key, image in images.items()}
+        self._images = used
+        self._children = {digest: child for digest, child in self._children.items() if digest in children}
+        self._blob_sizes = {digest: size for digest, size in self._blob_sizes.items() if digest in layers}
+
+    def _report(self, done: int, total: int, started: float, requests_before: int) -> None:
+        requests = self._client.stats.total - requests_before
+        elapsed = max(self._clock() - started, 1e-9)
+        if self._progress is not None:
+            self._progress(done, total, requests)
+        eta = (total - done) * elapsed / done if done else float("nan")
+        log.info(
+            "crawl progress: %d/%d repositories, %d requests, %.0f requests/s, ETA %s",
+            done, total, requests, requests / elapsed, "unknown" if eta != eta else f"{eta:.0f}s",
+        )
+
+    def _resolve_tag(self, repository: str, tag: str) -> ResolvedImage:
+        known = self._tag_digests.get((repository, tag))
+        fetched = self._client.manifest(repository, tag, known_digest=known if known in self._images else None)
+        if fetched is None:
+            assert known is not None
+            return self._images[known]
+        cached = self._images.get(fetched.digest)
+        if cached is not None:
+            return cached
+        manifest = parse_manifest(fetched.body, fetched.content_type)
+        image = self._resolve(repository, fetched.digest, manifest)
+        self._images[fetched.digest] = image
+        return image
+
+    def _resolve(self, repository: str, digest: str, manifest: Manifest) -> ResolvedImage:
+        if isinstance(manifest, ImageManifest):
+            return ResolvedImage(digest, manifest.media_type, manifest.layers, ())
+        if isinstance(manifest, Schema1Manifest):
+            sizes = tuple((blob, self._blob_size(repository, blob)) for blob in manifest.blobs)
+            return ResolvedImage(digest, manifest.media_type, sizes, ())
+        # A multi-platform tag holds the union of its platforms' layers (attestations included).
+        union: dict[str, int] = {}
+        platforms = []
+        for child in manifest.children:
+            for layer, size in self._child(repository, child.digest).layers:
+                union.setdefault(layer, size)
+            if child.platform is not None:
+                platforms.append(child.platform)
+        children = tuple(child.digest for child in manifest.children)
+        return ResolvedImage(digest, manifest.media_type, tuple(union.items()), tuple(platforms), children)
+
+    def _child(self, repository: str, digest: str) -> ImageManifest:
+        cached = self._children.get(digest)
+        if cached is not None:
+            return cached
+        fetched = self._client.manifest(repository, digest)
+        assert fetched is not None
+        manifest = parse_manifest(fetched.body, fetched.content_type)
+        if isinstance(manifest, IndexManifest):
+            raise ManifestError(f"index {digest} nests another index, which registries do not push")
+        if isinstance(manifest, Schema1Manifest):
+            manifest = ImageManifest(manifest.media_type, tuple(
+                (blob, self._blob_size(repository, blob)) for blob in manifest.blobs))
+        self._children[digest] = manifest
+        return manifest
+
+    def _blob_size(self, repository: str, blob: str) -> int:
+        size = self._blob_sizes.get(blob)
+        if size is None:
+            size = self._client.blob_size(repository, blob)
+            self._blob_sizes[blob] = size
+        return size

@@ -1,0 +1,150 @@
+"""Parsing image manifests of every kind a registry serves today. Pure: bytes in, frozen objects out.
+
+- Docker schema 2 and OCI image manifests list their layers with sizes.
+- Docker manifest lists and OCI image indexes list one manifest per platform (``docker buildx``
+  pushes these by default), plus attestation manifests (platform ``unknown/unknown``).
+- Docker schema 1 lists layer digests without sizes; their sizes come from blob HEAD requests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+# Every type we understand. A registry serves a manifest list or index as such only when the client
+# names its type; otherwise it rewrites a list to its linux/amd64 child and refuses an OCI index.
+ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED))
+
+_IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
+_INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+_SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+
+
+class ManifestError(ValueError):
+    """A manifest we cannot make sense of: not JSON, an unknown type, or fields missing or of the wrong type."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageManifest:
+    """A single-platform image: its layers with their sizes, in manifest order, duplicates removed."""
+
+    media_type: str
+    layers: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildManifest:
+    """One entry of an index: which manifest, and for which platform (``None`` for an attestation)."""
+
+    digest: str
+    media_type: str
+    platform: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexManifest:
+    media_type: str
+    children: tuple[ChildManifest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Schema1Manifest:
+    """Layer digests only; the sizes need one HEAD request per distinct blob."""
+
+    media_type: str
+    blobs: tuple[str, ...]
+
+
+Manifest = ImageManifest | IndexManifest | Schema1Manifest
+
+
+def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
+    """Parse a manifest; the type comes from the body's ``mediaType`` if present, else the header."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ManifestError(f"manifest is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ManifestError("manifest is not a JSON object")
+    declared = document.get("mediaType")
+    header = (content_type or "").split(";")[0].strip()
+    media_type = declared if isinstance(declared, str) and declared else header
+    if document.get("schemaVersion") == 1 or media_type in _SCHEMA1_TYPES:
+        return _schema1(document)
+    if media_type in _IMAGE_TYPES or (not media_type and "layers" in document):
+        return ImageManifest(media_type or OCI_MANIFEST, _layers(document))
+    if media_type in _INDEX_TYPES or (not media_type and "manifests" in document):
+        return IndexManifest(media_type or OCI_INDEX, _children(document))
+    raise ManifestError(f"unsupported manifest type {media_type!r}")
+
+
+def _layers(document: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    layers = document.get("layers") or []
+    if not isinstance(layers, list):
+        raise ManifestError("'layers' is not a list")
+    found: dict[str, int] = {}
+    for layer in layers:
+        digest, size = _descriptor(layer)
+        found.setdefault(digest, size)
+    return tuple(found.items())
+
+
+def _descriptor(entry: Any) -> tuple[str, int]:
+    if not isinstance(entry, dict):
+        raise ManifestError("a descriptor is not an object")
+    digest, size = entry.get("digest"), entry.get("size")
+    if not isinstance(digest, str) or ":" not in digest:
+        raise ManifestError(f"descriptor without a valid digest: {digest!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestError(f"descriptor {digest} has no valid size: {size!r}")
+    return digest, size
+
+
+def _children(document: dict[str, Any]) -> tuple[ChildManifest, ...]:
+    entries = document.get("manifests") or []
+    if not isinstance(entries, list):
+        raise ManifestError("'manifests' is not a list")
+    children = []
+    for entry in entries:
+        digest, _ = _descriptor(entry)
+        media_type = entry.get("mediaType")
+        children.append(ChildManifest(digest, media_type if isinstance(media_type, str) else "", _platform(entry)))
+    return tuple(children)
+
+
+def _platform(entry: dict[str, Any]) -> str | None:
+    """``os/architecture[/variant]``; ``None`` for buildx attestation manifests, which are not platforms."""
+    annotations = entry.get("annotations")
+    if isinstance(annotations, dict) and annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+        return None
+    platform = entry.get("platform")
+    if not isinstance(platform, dict):
+        return "unknown"
+    os_name, architecture = platform.get("os"), platform.get("architecture")
+    if os_name == "unknown" and architecture == "unknown":
+        return None
+    parts = [str(os_name or "unknown"), str(architecture or "unknown")]
+    if platform.get("variant"):
+        parts.append(str(platform["variant"]))
+    return "/".join(parts)
+
+
+def _schema1(document: dict[str, Any]) -> Schema1Manifest:
+    layers = document.get("fsLayers") or []
+    if not isinstance(layers, list):
+        raise ManifestError("'fsLayers' is not a list")
+    blobs: dict[str, None] = {}
+    for layer in layers:
+        blob = layer.get("blobSum") if isinstance(layer, dict) else None
+        if not isinstance(blob, str) or ":" not in blob:
+            raise ManifestError(f"fsLayer without a valid blobSum: {blob!r}")
+        blobs[blob] = None
+    return Schema1Manifest(DOCKER_SCHEMA1_SIGNED, tuple(blobs))

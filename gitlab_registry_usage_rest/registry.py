@@ -1,0 +1,300 @@
+"""HTTP adapter for a GitLab container registry: GitLab's token endpoint and the registry API v2.
+
+One pooled ``requests.Session`` with keep-alive; timeouts on every request; retries with backoff on
+connection errors, 429 and 5xx (honouring a capped ``Retry-After``) through urllib3's ``Retry``;
+tokens cached per scope until shortly before they expire and renewed on 401. Callers get lists,
+manifests and sizes, or a ``RegistryError``; never a ``Response``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+from urllib.parse import quote, urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED
+
+log = logging.getLogger(__name__)
+
+# GitLab's registry refuses larger pages; the Distribution registry refuses any n above its own limit,
+# in which case we let it choose the page size.
+PAGE_SIZE = 1000
+MAX_RETRY_AFTER = 60.0
+DEFAULT_TOKEN_LIFETIME = 60.0
+
+
+class RegistryError(Exception):
+    """A request to the registry or the token endpoint failed; the message says which and why."""
+
+
+class _CappedRetry(Retry):
+    """urllib3's Retry, but a server cannot make us wait longer than ``MAX_RETRY_AFTER`` per attempt."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        retry_after = super().get_retry_after(response)
+        return None if retry_after is None else min(retry_after, MAX_RETRY_AFTER)
+
+
+def make_session(pool_size: int, retries: int = 3, backoff: float = 0.5) -> requests.Session:
+    """A session whose pool holds ``pool_size`` keep-alive connections per host, with retries."""
+    retry = _CappedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # Proxy variables meant for people's shells must not redirect the crawler.
+    session.trust_env = False
+    return session
+
+
+class RequestStats:
+    """Requests made, by outcome (HTTP status or ``error``): for logs now, metrics later."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def count(self, outcome: str) -> None:
+        with self._lock:
+            self._counts[outcome] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+
+class TokenProvider:
+    """Registry tokens from GitLab's ``/jwt/auth``, cached per scope until shortly before they expire.
+
+    GitLab's tokens live 5 minutes by default, so a long crawl renews them on its way.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        gitlab_base_url: str,
+        username: str,
+        access_token: str,
+        timeout: float,
+        stats: RequestStats,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._url = urljoin(gitlab_base_url, "jwt/auth")
+        self._auth = (username, access_token)
+        self._timeout = timeout
+        self._stats = stats
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def token(self, scope: str) -> str:
+        now = self._clock()
+        with self._lock:
+            cached = self._tokens.get(scope)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        token, lifetime = self._fetch(scope)
+        # Renew a little before the end: a token must not expire between our check and the registry's.
+        margin = min(30.0, lifetime / 5)
+        with self._lock:
+            self._tokens[scope] = (token, now + lifetime - margin)
+        return token
+
+    def invalidate(self, scope: str, token: str) -> None:
+        with self._lock:
+            if self._tokens.get(scope, ("",))[0] == token:
+                del self._tokens[scope]
+
+    def _fetch(self, scope: str) -> tuple[str, float]:
+        params = {"client_id": "docker", "offline_token": "true", "service": "container_registry", "scope": scope}
+        try:
+            response = self._session.get(self._url, params=params, auth=self._auth, timeout=self._timeout)
+        except requests.RequestException as error:
+            self._stats.count("error")
+            raise RegistryError(f"token for {scope}: {_describe(error)}") from None
+        self._stats.count(str(response.status_code))
+        if response.status_code != 200:
+            raise RegistryError(f"token for {scope}: GitLab answered {response.status_code}")
+        try:
+            document = response.json()
+            token = document["token"]
+            lifetime = float(document.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+        except (ValueError, KeyError, TypeError):
+            raise RegistryError(f"token for {scope}: GitLab's answer is not a token") from None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token for {scope}: GitLab's answer is not a token")
+        return token, max(lifetime, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    """A manifest as served: its digest (verified), content type and bytes."""
+
+    digest: str
+    content_type: str | None
+    body: bytes
+
+
+NOT_MODIFIED = None
+
+
+class RegistryClient:
+    """The registry API v2 calls a crawl needs."""
+
+    def __init__(self, registry_base_url: str, tokens: TokenProvider, session: requests.Session,
+                 timeout: float, stats: RequestStats) -> None:
+        self._base = registry_base_url if registry_base_url.endswith("/") else registry_base_url + "/"
+        self._tokens = tokens
+        self._session = session
+        self._timeout = timeout
+        self.stats = stats
+
+    def close(self) -> None:
+        self._session.close()
+
+    def catalog(self) -> Iterator[list[str]]:
+        """The repository names, page by page, following ``Link: <...>; rel="next"`` to the end."""
+        for page in self._pages("registry:catalog:*", "v2/_catalog", "repositories"):
+            yield page
+
+    def tags(self, repository: str) -> list[str]:
+        """All tags of a repository in the order the registry lists them; none if it has no tags."""
+        path = f"v2/{_path(repository)}/tags/list"
+        tags: list[str] = []
+        try:
+            for page in self._pages(_scope(repository), path, "tags"):
+                tags.extend(page)
+        except _NameUnknown:
+            return []  # listed in the catalog, but every tag was deleted
+        return tags
+
+    def manifest(self, repository: str, reference: str, known_digest: str | None = None) -> FetchedManifest | None:
+        """A manifest by tag or digest; ``None`` (not modified) if it still has ``known_digest``."""
+        headers = {"Accept": ACCEPT}
+        if known_digest:
+            headers["If-None-Match"] = f'"{known_digest}"'
+        url = f"v2/{_path(repository)}/manifests/{quote(reference, safe=':')}"
+        response = self._request(_scope(repository), "GET", url, headers)
+        if response.status_code == 304 and known_digest:
+            return NOT_MODIFIED
+        self._expect_ok(response, f"manifest {repository}:{reference}")
+        body = response.content
+        content_type = response.headers.get("Content-Type")
+        digest = response.headers.get("Docker-Content-Digest") or ""
+        if content_type not in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+            # Signed schema 1 digests cover the payload without signatures; all others the bytes served.
+            actual = "sha256:" + hashlib.sha256(body).hexdigest()
+            expected = reference if reference.startswith("sha256:") else digest or actual
+            if expected.startswith("sha256:") and expected != actual:
+                raise RegistryError(f"manifest {repository}:{reference}: digest mismatch (got {actual})")
+            digest = actual
+        if not digest:
+            raise RegistryError(f"manifest {repository}:{reference}: the registry sent no digest")
+        return FetchedManifest(digest, content_type, body)
+
+    def blob_size(self, repository: str, digest: str) -> int:
+        """A blob's size from a HEAD request, following redirects to object storage."""
+        url = f"v2/{_path(repository)}/blobs/{digest}"
+        response = self._request(_scope(repository), "HEAD", url, {}, allow_redirects=True)
+        self._expect_ok(response, f"blob {repository}@{digest}")
+        try:
+            return int(response.headers["Content-Length"])
+        except (KeyError, ValueError):
+            raise RegistryError(f"blob {repository}@{digest}: no Content-Length") from None
+
+    def _pages(self, scope: str, path: str, key: str) -> Iterator[list[str]]:
+        url: str | None = f"{path}?n={PAGE_SIZE}"
+        first = True
+        while url is not None:
+            response = self._request(scope, "GET", url, {})
+            if first and response.status_code == 400 and "PAGINATION_NUMBER_INVALID" in response.text:
+                # This registry's page limit is below ours: let it choose the page size.
+                url, first = path, False
+                continue
+            if response.status_code == 404 and "NAME_UNKNOWN" in response.text:
+                raise _NameUnknown(path)
+            self._expect_ok(response, path)
+            first = False
+            try:
+                items = response.json().get(key) or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{path}: the answer is not the expected JSON") from None
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise RegistryError(f"{path}: '{key}' is not a list of names")
+            yield items
+            following = response.links.get("next", {}).get("url")
+            url = urljoin(self._base, following) if following else None
+
+    def _request(self, scope: str, method: str, url: str, headers: dict[str, str],
+                 allow_redirects: bool = False) -> requests.Response:
+        absolute = urljoin(self._base, url)
+        for attempt in (1, 2):
+            token = self._tokens.token(scope)
+            try:
+                response = self._session.request(
+                    method, absolute, headers={**headers, "Authorization": f"Bearer {token}"},
+                    timeout=self._timeout, allow_redirects=allow_redirects,
+                )
+            except requests.RequestException as error:
+                self.stats.count("error")
+                raise RegistryError(f"{method} {_shown(absolute)}: {_describe(error)}") from None
+            self.stats.count(str(response.status_code))
+            if response.status_code == 401 and attempt == 1:
+                # Expired or revoked early: fetch a new token once.
+                self._tokens.invalidate(scope, token)
+                continue
+            return response
+        return response
+
+    @staticmethod
+    def _expect_ok(response: requests.Response, what: str) -> None:
+        if response.status_code != 200:
+            raise RegistryError(f"{what}: the registry answered {response.status_code}")
+
+
+class _NameUnknown(RegistryError):
+    pass
+
+
+def _scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def _path(repository: str) -> str:
+    return quote(repository, safe="/")
+
+
+def _shown(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _describe(error: requests.RequestException) -> str:
+    """A transport error in one bounded line (no secrets: tokens travel in headers, never in URLs)."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:297] + "..."
