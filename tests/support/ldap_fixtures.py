@@ -1,0 +1,16 @@
+"""pytest fixtures around ``tests.support.slapd``: import them into conftest.py (or a test module) to use them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.slapd import Slapd
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """One running slapd for the session; a test that stops it must start it again."""
+    with Slapd(tmp_path_factory.mktemp("slapd")) as server:
+        yield server
