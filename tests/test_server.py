@@ -1,0 +1,72 @@
+"""The process as started from the command line: the demo, Werkzeug debug mode, a busy port."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PushedRegistry, service_config
+from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
+from tests.support.service import ServiceProcess
+from tests.support.slapd import Slapd
+
+
+def test_demo_serves_the_sample_registry_through_the_real_api(tmp_path: Path) -> None:
+    with ServiceProcess(tmp_path, ["--demo"]) as demo:
+        headers = demo.login("demo", demo.demo_password())
+        body = demo.get("/repositories?embed=1", headers=headers).json()
+        names = [item["name"] for item in body["_embedded"]["items"]]
+        assert len(names) >= 12 and "ml/models/tags" in names
+        assert demo.get("/repositories/ml/models/tags", headers=headers).status_code == 200
+        assert demo.get("/auth_token", auth=("demo", "wrong")).status_code == 401
+        assert "curl" in demo.log()
+        code, seconds = demo.stop(signal.SIGINT)
+        assert code == 0 and seconds < 5
+
+
+@pytest.mark.registry
+@pytest.mark.slapd
+def test_debug_mode_runs_werkzeug_with_prefix_and_encoded_slashes(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd, general__debug="True",
+                            general__server_prefix="/usage")
+    with ServiceProcess(tmp_path, ["-c", str(config)], prefix="/usage") as service:
+        alice = slapd.users["alice"]
+        headers = service.login(alice.uid, alice.password)
+        service.wait_for_data(headers)
+        response = service.get("/repositories/group%2Ftags/tags/v1?links=1", headers=headers)
+        assert response.headers["Server"].startswith("Werkzeug")
+        assert response.json()["_links"]["self"] == {"href": "/usage/repositories/group%2Ftags/tags/v1"}
+        repository = service.get("/repositories/group%2Ftags", headers=headers).json()
+        assert repository["name"] == "group/tags"
+        assert service.get("/repositories/group/tags", headers=headers).json() == {}
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gitlab_registry_usage_rest", "--demo", "--port", str(port)],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--print-default-config"], ["--help"]])
+def test_console_script_and_module_agree(args: list[str]) -> None:
+    module = subprocess.run([sys.executable, "-m", "gitlab_registry_usage_rest", *args],
+                            capture_output=True, text=True, timeout=30)
+    script = subprocess.run(["gitlab-registry-usage-rest", *args], capture_output=True, text=True, timeout=30)
+    assert module.returncode == script.returncode == 0
+    assert module.stdout.replace("__main__.py", "gitlab-registry-usage-rest") == script.stdout
