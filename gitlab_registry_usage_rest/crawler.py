@@ -71,11 +71,13 @@ class BuiltinCrawler:
         concurrency: int = 8,
         timeout: float = 30.0,
         progress: ProgressCallback | None = None,
+        progress_interval: float = 10.0,
     ) -> BuiltinCrawler:
         """A crawler with its own pooled session, sized for ``concurrency`` requests in flight."""
         session, stats = make_session(concurrency), RequestStats()
         tokens = TokenProvider(session, gitlab_base_url, username, access_token, timeout, stats)
-        return cls(RegistryClient(registry_base_url, tokens, session, timeout, stats), concurrency, progress)
+        client = RegistryClient(registry_base_url, tokens, session, timeout, stats)
+        return cls(client, concurrency, progress, progress_interval)
 
     @property
     def stats(self) -> RequestStats:
