@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ldap_fixtures import slapd  # noqa: F401  (session fixture)
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, Pusher, PushedImage, TokenSigner
 from tests.support.slapd import Slapd
+
+pytest_plugins = ["tests.support.ldap_fixtures"]  # the session-scoped slapd fixture
 
 REGISTRY_USER = "root"
 REGISTRY_TOKEN = "glpat-end-to-end-tests"

@@ -13,7 +13,6 @@ import pytest
 
 from gitlab_registry_usage_rest.auth import LdapAuthenticator, LdapUnavailable
 from gitlab_registry_usage_rest.config import LdapConfig
-from tests.support.ldap_fixtures import slapd  # noqa: F401
 from tests.support.slapd import Slapd, make_ca
 
 pytestmark = pytest.mark.slapd
