@@ -72,9 +72,10 @@ class BuiltinCrawler:
         timeout: float = 30.0,
         progress: ProgressCallback | None = None,
         progress_interval: float = 10.0,
+        retries: int = 3,
     ) -> BuiltinCrawler:
         """A crawler with its own pooled session, sized for ``concurrency`` requests in flight."""
-        session, stats = make_session(concurrency), RequestStats()
+        session, stats = make_session(concurrency, retries), RequestStats()
         tokens = TokenProvider(session, gitlab_base_url, username, access_token, timeout, stats)
         client = RegistryClient(registry_base_url, tokens, session, timeout, stats)
         return cls(client, concurrency, progress, progress_interval)
