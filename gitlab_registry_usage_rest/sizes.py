@@ -11,81 +11,91 @@
   nothing, so their layers may make others' unique sizes look larger than they are.
 
 The library finds each layer's owner by scanning every tag for every layer (layers x tags); one pass
-over the (tag, layer) pairs gives the same owners, so the cost here is linear in that number.
+over the (tag, layer) pairs gives the same owners and reference counts, so the cost here is linear
+in that number.
 """
 
 from __future__ import annotations
 
-from .model import Listing, RepositoryUsage, Snapshot, TagUsage
+from dataclasses import dataclass
+
+from .model import ImageListing, Listing, RepositoryUsage, Snapshot, TagUsage
 
 
-def layer_owners(listing: Listing) -> dict[str, tuple[int, int]]:
-    """Map each layer digest to the (repository index, tag index) it is attributed to."""
-    owners: dict[str, tuple[int, int]] = {}
-    owner_layer_count: dict[str, int] = {}
-    for repo_index, repository in enumerate(listing.repositories):
-        for tag_index, image in enumerate(repository.images or ()):
-            count = len(image.layers)
-            for digest in image.layers:
-                # Strictly fewer layers wins, so among equals the first tag in order keeps the layer.
-                if count < owner_layer_count.get(digest, count + 1):
-                    owners[digest] = (repo_index, tag_index)
-                    owner_layer_count[digest] = count
-    return owners
+@dataclass(slots=True)
+class _Layer:
+    """What one pass over the (tag, layer) pairs learns about a layer."""
+
+    owner: int  # flat index of the tag it is attributed to
+    owner_layer_count: int
+    references: int  # tags that contain it
+    repository: int  # the one repository that contains it, or _SHARED
 
 
 _SHARED = -1
 
 
-def layer_references(listing: Listing) -> tuple[dict[str, int], dict[str, int]]:
-    """Per layer: how many tags reference it, and the index of the one repository that does (or -1)."""
-    tag_count: dict[str, int] = {}
-    repository_of: dict[str, int] = {}
+def _scan(listing: Listing) -> tuple[list[tuple[int, ImageListing]], dict[str, _Layer]]:
+    """Every tag (flattened, in catalog and tag order) and every layer's owner and references."""
+    tags: list[tuple[int, ImageListing]] = []
+    layers: dict[str, _Layer] = {}
     for repo_index, repository in enumerate(listing.repositories):
         for image in repository.images or ():
+            tag_index = len(tags)
+            tags.append((repo_index, image))
+            count = len(image.layers)
             for digest in image.layers:
-                tag_count[digest] = tag_count.get(digest, 0) + 1
-                if repository_of.setdefault(digest, repo_index) != repo_index:
-                    repository_of[digest] = _SHARED
-    return tag_count, repository_of
+                layer = layers.get(digest)
+                if layer is None:
+                    layers[digest] = _Layer(tag_index, count, 1, repo_index)
+                    continue
+                layer.references += 1
+                # Strictly fewer layers wins, so among equals the first tag in order keeps the layer.
+                if count < layer.owner_layer_count:
+                    layer.owner, layer.owner_layer_count = tag_index, count
+                if layer.repository != repo_index:
+                    layer.repository = _SHARED
+    return tags, layers
 
 
 def compute_usage(listing: Listing) -> tuple[RepositoryUsage, ...]:
     """The served figures of every repository and tag of a crawl."""
     sizes = listing.layer_sizes
-    disk_sizes: dict[tuple[int, int], int] = {}
-    for digest, owner in layer_owners(listing).items():
-        disk_sizes[owner] = disk_sizes.get(owner, 0) + sizes[digest]
-    tag_count, repository_of = layer_references(listing)
+    tags, layers = _scan(listing)
+    disk_sizes = [0] * len(tags)
+    repository_unique = [0] * len(listing.repositories)
+    for digest, layer in layers.items():
+        size = sizes[digest]
+        disk_sizes[layer.owner] += size
+        if layer.repository != _SHARED:
+            repository_unique[layer.repository] += size
+
+    usages: list[list[TagUsage]] = [[] for _ in listing.repositories]
+    for tag_index, (repo_index, image) in enumerate(tags):
+        size = unique = 0
+        for digest in image.layers:
+            layer_size = sizes[digest]
+            size += layer_size
+            if layers[digest].references == 1:
+                unique += layer_size
+        usages[repo_index].append(TagUsage(
+            name=image.tag, size=size, disk_size=disk_sizes[tag_index], unique_size=unique,
+            digest=image.digest, media_type=image.media_type, platforms=image.platforms,
+        ))
 
     repositories = []
     for repo_index, repository in enumerate(listing.repositories):
         if repository.images is None:
             repositories.append(RepositoryUsage(repository.name, None, None, None, None))
             continue
-        own_layers = {digest for image in repository.images for digest in image.layers
-                      if repository_of[digest] == repo_index}
-        tags = tuple(
-            TagUsage(
-                name=image.tag,
-                size=sum(sizes[digest] for digest in image.layers),
-                disk_size=disk_sizes.get((repo_index, tag_index), 0),
-                unique_size=sum(sizes[digest] for digest in image.layers if tag_count[digest] == 1),
-                digest=image.digest,
-                media_type=image.media_type,
-                platforms=image.platforms,
-            )
-            for tag_index, image in enumerate(repository.images)
-        )
-        repositories.append(
-            RepositoryUsage(
-                name=repository.name,
-                size=sum(tag.size for tag in tags),
-                disk_size=sum(tag.disk_size for tag in tags),
-                unique_size=sum(sizes[digest] for digest in own_layers),
-                tags=tags,
-            )
-        )
+        tag_usages = tuple(usages[repo_index])
+        repositories.append(RepositoryUsage(
+            name=repository.name,
+            size=sum(tag.size for tag in tag_usages),
+            disk_size=sum(tag.disk_size for tag in tag_usages),
+            unique_size=repository_unique[repo_index],
+            tags=tag_usages,
+        ))
     return tuple(repositories)
 
 
