@@ -134,4 +134,10 @@ def _serve(run: Callable[[], None], config: Config) -> int:
         general = config.general
         sys.stderr.write(f"{PROG}: error: cannot listen on {general.socket_host}:{general.socket_port}: {error}\n")
         return 1
-    return 0
+    log.info("stopped")
+    # Interpreter exit would join the worker threads of a cancelled crawl, whose requests may wait for
+    # their timeouts; everything worth keeping is written by now, so the process ends here.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -24,6 +24,9 @@ class Crawler(Protocol):
 
     def crawl(self) -> Listing: ...
 
+    def cancel(self) -> None:
+        """Make a crawl in progress end soon (at shutdown)."""
+
 
 class Refresher:
     """Runs ``crawler`` every ``interval`` seconds in a thread of its own and publishes the result."""
@@ -88,9 +91,10 @@ class Refresher:
         self._thread = threading.Thread(target=self._run, name="refresher", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to end; a crawl in progress is abandoned (the thread is a daemon)."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """End the thread, cancelling a crawl in progress where the crawler can be cancelled."""
         self._stop.set()
         self._wake.set()
+        self._crawler.cancel()
         if self._thread is not None:
             self._thread.join(timeout)

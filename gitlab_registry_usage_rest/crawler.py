@@ -9,6 +9,7 @@ digest, hence immutable, and fetched once for the life of the process.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -38,6 +39,38 @@ class ResolvedImage:
     children: tuple[str, ...] = ()
 
 
+_CANCEL_CHECK_INTERVAL = 0.25
+
+
+class _Run:
+    """What one crawl has learned so far, and how many repositories are complete."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, list[str]] = {}
+        self.images: dict[tuple[str, str], ResolvedImage] = {}
+        self.errors: dict[str, str] = {}
+        self.done = 0
+        self._remaining: dict[str, int] = {}
+
+    def listed(self, repository: str, tags: list[str]) -> list[str]:
+        """Record a repository's tags; returns them, each to be resolved."""
+        self.tags[repository] = list(dict.fromkeys(tags))
+        self._remaining[repository] = len(self.tags[repository])
+        self.done += not self.tags[repository]
+        return self.tags[repository]
+
+    def resolved(self, repository: str, tag: str, image: ResolvedImage) -> None:
+        self.images[(repository, tag)] = image
+        self._remaining[repository] -= 1
+        self.done += self._remaining[repository] == 0 and repository not in self.errors
+
+    def failed(self, repository: str, error: Exception) -> None:
+        """The first failure makes the whole repository unreadable (reported without figures)."""
+        if repository not in self.errors:
+            self.errors[repository] = f"{repository}: {error}"
+            self.done += 1
+
+
 class BuiltinCrawler:
     """Crawls with ``client`` using up to ``concurrency`` requests in flight."""
 
@@ -59,6 +92,7 @@ class BuiltinCrawler:
         self._children: dict[str, ImageManifest] = {}
         self._blob_sizes: dict[str, int] = {}
         self._tag_digests: dict[tuple[str, str], str] = {}
+        self._cancelled = threading.Event()
 
     @classmethod
     def connect(
@@ -87,53 +121,50 @@ class BuiltinCrawler:
     def close(self) -> None:
         self._client.close()
 
+    def cancel(self) -> None:
+        """Abandon the crawl in progress (at shutdown): queued requests are dropped, it raises CrawlError."""
+        self._cancelled.set()
+
     def crawl(self) -> Listing:
         started, requests_before = self._clock(), self._client.stats.total
         try:
-            catalog = [name for page in self._client.catalog() for name in page]
+            catalog = list(dict.fromkeys(name for page in self._client.catalog() for name in page))
         except RegistryError as error:
             raise CrawlError(f"the catalog could not be read: {error}") from None
-        catalog = list(dict.fromkeys(catalog))
-        tags: dict[str, list[str]] = {}
-        images: dict[tuple[str, str], ResolvedImage] = {}
-        errors: dict[str, str] = {}
-        remaining: dict[str, int] = {}
-        done = 0
-
-        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl") as pool:
+        run = _Run()
+        pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl")
+        try:
             pending: dict[Future[Any], tuple[str, str | None]] = {
                 pool.submit(self._client.tags, name): (name, None) for name in catalog
             }
             last_report = started
             while pending:
-                finished, _ = wait(pending, timeout=self._progress_interval, return_when=FIRST_COMPLETED)
+                if self._cancelled.is_set():
+                    raise CrawlError("cancelled")
+                finished, _ = wait(pending, timeout=_CANCEL_CHECK_INTERVAL, return_when=FIRST_COMPLETED)
                 for future in finished:
                     name, tag = pending.pop(future)
                     try:
                         result = future.result()
                     except (RegistryError, ManifestError) as error:
-                        if name not in errors:
-                            errors[name] = f"{name}: {error}"
-                            done += 1
+                        run.failed(name, error)
                         continue
                     if tag is None:
-                        tags[name] = list(dict.fromkeys(result))
-                        remaining[name] = len(tags[name])
-                        done += not tags[name]
-                        for each in tags[name]:
+                        for each in run.listed(name, result):
                             pending[pool.submit(self._resolve_tag, name, each)] = (name, each)
                     else:
-                        images[(name, tag)] = result
-                        remaining[name] -= 1
-                        done += remaining[name] == 0 and name not in errors
+                        run.resolved(name, tag, result)
                 now = self._clock()
                 if now - last_report >= self._progress_interval or not pending:
-                    self._report(done, len(catalog), started, requests_before)
+                    self._report(run.done, len(catalog), started, requests_before)
                     last_report = now
+        finally:
+            # On cancellation, drop what is queued; what is in flight ends with its own timeout.
+            pool.shutdown(wait=not self._cancelled.is_set(), cancel_futures=True)
 
-        if catalog and len(errors) == len(catalog):
-            raise CrawlError(f"no repository could be read; the first error: {next(iter(errors.values()))}")
-        return self._listing(catalog, tags, images, errors)
+        if catalog and len(run.errors) == len(catalog):
+            raise CrawlError(f"no repository could be read; the first error: {next(iter(run.errors.values()))}")
+        return self._listing(catalog, run.tags, run.images, run.errors)
 
     def _listing(self, catalog: list[str], tags: dict[str, list[str]],
                  images: dict[tuple[str, str], ResolvedImage], errors: dict[str, str]) -> Listing:

@@ -13,6 +13,9 @@ class LibraryCrawler:
     def __init__(self, gitlab_base_url: str, registry_base_url: str, username: str, access_token: str) -> None:
         self._args = (gitlab_base_url, registry_base_url, username, access_token)
 
+    def cancel(self) -> None:
+        """The library cannot be interrupted; the refresh thread is a daemon and ends with the process."""
+
     def crawl(self) -> Listing:
         registry = GitLabRegistry(*self._args)
         registry.update()

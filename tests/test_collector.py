@@ -24,6 +24,9 @@ class ScriptedCrawler:
         self._results = list(results)
         self.calls = threading.Semaphore(0)
 
+    def cancel(self) -> None:
+        """Nothing to interrupt: each scripted crawl returns at once."""
+
     def crawl(self) -> Listing:
         self.calls.release()
         result = self._results.pop(0) if len(self._results) > 1 else self._results[0]

@@ -6,11 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PushedRegistry, service_config
+from tests.support.proxy import FaultyProxy, delay
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
 from tests.support.service import ServiceProcess
 from tests.support.slapd import Slapd
@@ -47,6 +49,26 @@ def test_debug_mode_runs_werkzeug_with_prefix_and_encoded_slashes(
         repository = service.get("/repositories/group%2Ftags", headers=headers).json()
         assert repository["name"] == "group/tags"
         assert service.get("/repositories/group/tags", headers=headers).json() == {}
+
+
+@pytest.mark.registry
+@pytest.mark.slapd
+def test_sigterm_during_a_crawl_stops_within_five_seconds(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    with FaultyProxy(registry.url) as slow:
+        slow.add_rule("/manifests/", delay(60))
+        config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=slow.url)
+        process = ServiceProcess(tmp_path, ["-c", str(config)]).start()
+        # Once every tag list is in, the manifest requests are under way (and held by the proxy).
+        deadline = time.monotonic() + 20
+        while sum("/tags/list" in entry[1] for entry in slow.log) < len(pushed.tags):
+            assert time.monotonic() < deadline, process.log()
+            time.sleep(0.05)
+        code, seconds = process.stop()
+        assert (code, seconds < 5) == (0, True), process.log()
+        assert "CrawlError: cancelled" in process.log()
 
 
 def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
