@@ -466,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"READY {proxy.url}\n")
         sys.stdout.flush()
         stop.wait()
+        # Read by benchmarks that count the requests a crawl made.
+        sys.stdout.write(f"REQUESTS {proxy.requests}\n")
+        sys.stdout.flush()
     return 0
 
 

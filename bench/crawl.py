@@ -1,0 +1,204 @@
+"""Crawl benchmark: the gitlab-registry-usage backend against the builtin collector, in one run.
+
+    python3 bench/crawl.py [--repositories 300] [--tags 5] [--latency-ms 30] [--concurrency 8]
+
+A real Docker Distribution registry and the GitLab token stand-in run in a child process with the
+pushed images (shared base layers). Both sit behind delaying proxies, each in a process of its own,
+so that every request pays a fixed latency as against a real, remote GitLab, and neither the proxies
+nor the servers share an interpreter with the crawler. Request counts are the proxies' own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from gitlab_registry_usage_rest.crawler import BuiltinCrawler  # noqa: E402
+from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler  # noqa: E402
+from gitlab_registry_usage_rest.model import Listing  # noqa: E402
+from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
+from tests.support.registry import (  # noqa: E402
+    DistributionRegistry, GitLabTokenEndpoint, Pusher, TokenSigner, free_port,
+)
+
+USER, TOKEN = "root", "glpat-benchmark"
+MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+# --- the servers' process -----------------------------------------------------------------------
+
+def serve(workdir: Path, repositories: int, tags: int) -> None:
+    """Token endpoint + registry with the benchmark's images; prints READY and waits for SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with GitLabTokenEndpoint(TokenSigner(), USER, TOKEN) as gitlab, \
+            DistributionRegistry(workdir / "registry", gitlab) as registry:
+        bases = [Pusher.make_layer(f"base-{n}", 2048 + n) for n in range(3)]
+
+        def push(repo_number: int) -> None:
+            with Pusher(registry.url, gitlab.url, USER, TOKEN) as pusher:
+                repo = f"group{repo_number % 10}/project{repo_number:04d}"
+                shared = Pusher.make_layer(f"{repo}-deps", 1024 + repo_number)
+                for tag in range(tags):
+                    own = Pusher.make_layer(f"{repo}:{tag}", 512 + tag)
+                    pusher.push_image(repo, f"v{tag}", [bases[repo_number % 3], shared, own])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(push, range(repositories)))
+        print(f"READY {registry.url} {gitlab.url}", flush=True)
+        stop.wait()
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+class Child:
+    """A child process that announces ``READY <words>`` on stdout."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().split()
+        if not line or line[0] != "READY":
+            self.process.kill()
+            raise RuntimeError(f"{args} did not start: {line}")
+        self.words = line[1:]
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=30)
+        return output
+
+
+class Proxy(Child):
+    def __init__(self, upstream: str, latency_ms: float, port: int) -> None:
+        super().__init__(["-m", "tests.support.proxy", "--upstream", upstream,
+                          "--latency-ms", str(latency_ms), "--port", str(port)])
+        self.url = self.words[0]
+
+    def stop_and_count(self) -> int:
+        return int(self.stop().split("REQUESTS")[-1])
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    requests: int
+    listing: Listing
+
+
+def proxied(registry: str, gitlab: str, latency_ms: float, ports: tuple[int, int],
+            crawl: Callable[[str, str], Listing], name: str) -> Run:
+    registry_proxy, gitlab_proxy = Proxy(registry, latency_ms, ports[0]), Proxy(gitlab, latency_ms, ports[1])
+    try:
+        started = time.perf_counter()
+        listing = crawl(registry_proxy.url, gitlab_proxy.url)
+        seconds = time.perf_counter() - started
+    finally:
+        requests_made = registry_proxy.stop_and_count() + gitlab_proxy.stop_and_count()
+    return Run(name, seconds, requests_made, listing)
+
+
+def manifest_rate(url: str, token: str, connections: int, seconds: float = 3.0) -> float:
+    """Authenticated manifest GETs per second from ``connections`` keep-alive clients."""
+    path = "v2/group0/project0000/manifests/v0"
+    headers = {"Authorization": f"Bearer {token}", "Accept": MANIFEST_ACCEPT}
+
+    def client() -> int:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.get(url + path, headers=headers, timeout=10).raise_for_status()
+            deadline, count = time.monotonic() + seconds, 0
+            while time.monotonic() < deadline:
+                session.get(url + path, headers=headers, timeout=10).raise_for_status()
+                count += 1
+            return count
+
+    with ThreadPoolExecutor(connections) as pool:
+        return sum(pool.map(lambda _: client(), range(connections))) / seconds
+
+
+def figures(listing: Listing) -> list[object]:
+    return [(r.name, r.size, r.disk_size, [(t.name, t.size, t.disk_size) for t in r.tags or ()])
+            for r in build_snapshot(listing, 0.0).repositories]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repositories", type=int, default=300)
+    parser.add_argument("--tags", type=int, default=5)
+    parser.add_argument("--latency-ms", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--serve", metavar="WORKDIR", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve), args.repositories, args.tags)
+        return
+
+    with TemporaryDirectory() as workdir:
+        print(f"pushing {args.repositories} repositories x {args.tags} tags ...", flush=True)
+        servers = Child([__file__, "--serve", workdir, "--repositories", str(args.repositories),
+                         "--tags", str(args.tags)])
+        registry, gitlab = servers.words
+        try:
+            token = requests.get(gitlab + "jwt/auth", auth=(USER, TOKEN), timeout=10, params={
+                "service": "container_registry", "scope": "repository:group0/project0000:pull"}).json()["token"]
+            capacity = manifest_rate(registry, token, args.concurrency)
+            bare = Proxy(registry, 0, free_port())
+            via_proxy = manifest_rate(bare.url, token, args.concurrency)
+            bare.stop()
+            ports = (free_port(), free_port())
+            library = proxied(registry, gitlab, args.latency_ms, ports,
+                              lambda reg, gl: LibraryCrawler(gl, reg, USER, TOKEN).crawl(), "gitlab-registry-usage")
+            crawler: list[BuiltinCrawler] = []
+
+            def builtin(reg: str, gl: str) -> Listing:
+                if not crawler:
+                    crawler.append(BuiltinCrawler.connect(reg, gl, USER, TOKEN, concurrency=args.concurrency))
+                return crawler[0].crawl()
+
+            first = proxied(registry, gitlab, args.latency_ms, ports, builtin, "builtin, first crawl")
+            second = proxied(registry, gitlab, args.latency_ms, ports, builtin, "builtin, unchanged second crawl")
+            crawler[0].close()
+        finally:
+            servers.stop()
+
+    tags = args.repositories * args.tags
+    print(f"\nregistry: {args.repositories} repositories, {tags} tags; {args.latency_ms:.0f} ms added per request; "
+          f"builtin concurrency {args.concurrency}")
+    print(f"registry capacity (authenticated manifest GETs, {args.concurrency} connections, no proxy): "
+          f"{capacity:.0f} req/s; through the proxy without added latency: {via_proxy:.0f} req/s "
+          f"(the proxy alone costs {1000 / via_proxy - 1000 / capacity:+.2f} ms per request at this load)")
+    print(f"\n{'crawler':<34} {'wall (s)':>9} {'requests':>9} {'req/s':>7} {'vs library':>11} {'bound (s)':>10}")
+    for run in (library, first, second):
+        bound = max(run.requests * args.latency_ms / 1000 / args.concurrency, run.requests / capacity)
+        shown = "" if run is library else f"{bound:.1f}"
+        print(f"{run.name:<34} {run.seconds:>9.1f} {run.requests:>9} {run.requests / run.seconds:>7.0f} "
+              f"{library.seconds / run.seconds:>10.1f}x {shown:>10}")
+    same = figures(library.listing) == figures(first.listing) == figures(second.listing)
+    print(f"\nfigures identical across the three crawls: {same}")
+    print(f"builtin first crawl: {library.seconds / first.seconds:.1f}x faster (target >= 20x), "
+          f"{first.requests / library.requests:.2f} of the library's requests (target <= 0.5), "
+          f"{first.seconds / max(first.requests * args.latency_ms / 1000 / args.concurrency, first.requests / capacity):.2f}"
+          f" of the bound (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+    main()
