@@ -16,6 +16,7 @@ from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.registry import RequestStats, TokenProvider, make_session
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
+from tests.support.proxy import FaultyProxy, page_tags
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, Platform, Pusher
 
 pytestmark = pytest.mark.registry
@@ -205,3 +206,17 @@ def test_progress_is_logged_and_published(
     assert [done for done, _, _ in published] == sorted(done for done, _, _ in published)
     assert f"crawl progress: {total}/{total} repositories" in caplog.text
     assert "requests/s, ETA" in caplog.text
+
+
+def test_tags_are_followed_across_pages_as_gitlab_serves_them(paged: Fixture, gitlab: GitLabTokenEndpoint) -> None:
+    with FaultyProxy(paged.registry.url) as gitlab_like:
+        gitlab_like.add_rule("GET /v2/many/tags/tags/list", page_tags(10))
+        crawler = BuiltinCrawler.connect(gitlab_like.url, gitlab.url, REGISTRY_USER, REGISTRY_TOKEN)
+        try:
+            listing = crawler.crawl()
+        finally:
+            crawler.close()
+        pages = [entry for entry in gitlab_like.log if entry[1].startswith("/v2/many/tags/tags/list")]
+    repos = {repo.name: repo for repo in listing.repositories}
+    assert [image.tag for image in repos["many/tags"].images or ()] == sorted(paged.pushed.tags["many/tags"])
+    assert len(pages) == 3, "25 tags in pages of 10"

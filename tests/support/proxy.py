@@ -16,6 +16,7 @@ import argparse
 import collections
 import email.message
 import http.client
+import json
 import logging
 import re
 import signal
@@ -29,7 +30,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from tests.support.registry import free_port
 
@@ -90,7 +91,15 @@ class Drop:
     """Close the client connection without an answer."""
 
 
-Action = Respond | Truncate | Garble | Delay | Drop
+@dataclass(frozen=True, slots=True)
+class PageTags:
+    """Forward a ``tags/list`` request, then answer one page of ``page_size`` tags with a ``Link`` to the next,
+    as GitLab's registry does with its metadata database (Distribution 2.8 always answers all tags at once)."""
+
+    page_size: int
+
+
+Action = Respond | Truncate | Garble | Delay | Drop | PageTags
 # What the log records for a request: the status the client got, or the name of the fault that replaced it.
 Outcome = int | str
 
@@ -118,6 +127,25 @@ def delay(seconds: float) -> Delay:
 def drop() -> Drop:
     """An action hanging up without an answer."""
     return Drop()
+
+
+def page_tags(page_size: int) -> PageTags:
+    """An action paging ``tags/list`` answers by ``page_size``, following ``last`` from the query."""
+    return PageTags(page_size)
+
+
+def _tags_page(path: str, body: bytes, page_size: int) -> tuple[bytes, str | None]:
+    """The page of the tag list ``body`` that ``path``'s ``last`` asks for, and the next page's link."""
+    parts = urlsplit(path)
+    last = parse_qs(parts.query).get("last", [""])[0]
+    document = json.loads(body)
+    tags = sorted(document.get("tags") or [])
+    start = next((index for index, tag in enumerate(tags) if tag > last), len(tags)) if last else 0
+    page = tags[start:start + page_size]
+    link = None
+    if start + page_size < len(tags):
+        link = f'<{parts.path}?{urlencode({"n": page_size, "last": page[-1]})}>; rel="next"'
+    return json.dumps({"name": document.get("name"), "tags": page}).encode(), link
 
 
 def _garbled(length: int) -> bytes:
@@ -392,7 +420,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         ]
         bodiless = self.command == "HEAD" or response.status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED)
         length = response.getheader("Content-Length")
-        if not isinstance(action, (Truncate, Garble)) and (bodiless or length is not None):
+        if not isinstance(action, (Truncate, Garble, PageTags)) and (bodiless or length is not None):
             proxy._record(self.command, self.path, response.status)
             self._send_head(response.status, headers)
             # http.client reads nothing for HEAD, 204 and 304, and stops at Content-Length otherwise.
@@ -403,6 +431,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = response.read()
         if length is None and not bodiless:
             headers.append(("Content-Length", str(len(body))))
+        if isinstance(action, PageTags) and response.status == HTTPStatus.OK:
+            body, link = _tags_page(self.path, body, action.page_size)
+            headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
+            if link is not None:
+                headers.append(("Link", link))
         if isinstance(action, Truncate):
             proxy._record(self.command, self.path, "truncate")
             self._send_head(response.status, headers)
