@@ -163,6 +163,11 @@ def main() -> None:
             bare = Proxy(registry, 0, free_port())
             via_proxy = manifest_rate(bare.url, token, args.concurrency)
             bare.stop()
+            # What one request really costs through the delaying proxy at this concurrency, for a client
+            # that does nothing else: the nominal latency plus the proxy's, the registry's and the client's time.
+            delaying = Proxy(registry, args.latency_ms, free_port())
+            effective_latency = args.concurrency / manifest_rate(delaying.url, token, args.concurrency)
+            delaying.stop()
             ports = (free_port(), free_port())
             library = proxied(registry, gitlab, args.latency_ms, ports,
                               lambda reg, gl: LibraryCrawler(gl, reg, USER, TOKEN).crawl(), "gitlab-registry-usage")
@@ -185,18 +190,25 @@ def main() -> None:
     print(f"registry capacity (authenticated manifest GETs, {args.concurrency} connections, no proxy): "
           f"{capacity:.0f} req/s; through the proxy without added latency: {via_proxy:.0f} req/s "
           f"(the proxy alone costs {1000 / via_proxy - 1000 / capacity:+.2f} ms per request at this load)")
-    print(f"\n{'crawler':<34} {'wall (s)':>9} {'requests':>9} {'req/s':>7} {'vs library':>11} {'bound (s)':>10}")
+    print(f"a trivial client with {args.concurrency} connections through the delaying proxy: "
+          f"{effective_latency * 1000:.1f} ms per request ({args.latency_ms:.0f} ms added by design)")
+
+    def bound(run: Run, latency: float) -> float:
+        return max(run.requests * latency / args.concurrency, run.requests / capacity)
+
+    nominal = args.latency_ms / 1000
+    print(f"\n{'crawler':<32} {'wall (s)':>8} {'requests':>8} {'req/s':>6} {'vs library':>10} "
+          f"{'bound (s)':>9} {'bound, effective latency (s)':>29}")
     for run in (library, first, second):
-        bound = max(run.requests * args.latency_ms / 1000 / args.concurrency, run.requests / capacity)
-        shown = "" if run is library else f"{bound:.1f}"
-        print(f"{run.name:<34} {run.seconds:>9.1f} {run.requests:>9} {run.requests / run.seconds:>7.0f} "
-              f"{library.seconds / run.seconds:>10.1f}x {shown:>10}")
+        bounds = ("", "") if run is library else (f"{bound(run, nominal):.1f}", f"{bound(run, effective_latency):.1f}")
+        print(f"{run.name:<32} {run.seconds:>8.1f} {run.requests:>8} {run.requests / run.seconds:>6.0f} "
+              f"{library.seconds / run.seconds:>9.1f}x {bounds[0]:>9} {bounds[1]:>29}")
     same = figures(library.listing) == figures(first.listing) == figures(second.listing)
     print(f"\nfigures identical across the three crawls: {same}")
     print(f"builtin first crawl: {library.seconds / first.seconds:.1f}x faster (target >= 20x), "
           f"{first.requests / library.requests:.2f} of the library's requests (target <= 0.5), "
-          f"{first.seconds / max(first.requests * args.latency_ms / 1000 / args.concurrency, first.requests / capacity):.2f}"
-          f" of the bound (target <= 1.5)")
+          f"{first.seconds / bound(first, nominal):.2f} of the bound at {args.latency_ms:.0f} ms and "
+          f"{first.seconds / bound(first, effective_latency):.2f} at the effective latency (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ digest, hence immutable, and fetched once for the life of the process.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,6 +41,8 @@ class ResolvedImage:
 
 
 _CANCEL_CHECK_INTERVAL = 0.25
+# Repositories per token request: one token for many scopes saves a round trip per repository.
+TOKEN_BATCH = 25
 
 
 class _Run:
@@ -133,29 +136,41 @@ class BuiltinCrawler:
             raise CrawlError(f"the catalog could not be read: {error}") from None
         run = _Run()
         pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl")
+        # Completed work arrives through a queue: waiting on the set of pending futures instead costs
+        # time proportional to that set at every completion, quadratic over a large registry.
+        completed: queue.SimpleQueue[tuple[Future[Any], str, str | None]] = queue.SimpleQueue()
+
+        def submit(name: str, tag: str | None, work: Callable[..., Any], *args: str) -> None:
+            future = pool.submit(work, *args)
+            future.add_done_callback(lambda done: completed.put((done, name, tag)))
+
         try:
-            pending: dict[Future[Any], tuple[str, str | None]] = {
-                pool.submit(self._client.tags, name): (name, None) for name in catalog
-            }
-            last_report = started
-            while pending:
+            for first in range(0, len(catalog), TOKEN_BATCH):
+                pool.submit(self._client.prefetch_tokens, catalog[first:first + TOKEN_BATCH])
+            for name in catalog:
+                submit(name, None, self._client.tags, name)
+            outstanding, last_report = len(catalog), started
+            while outstanding:
                 if self._cancelled.is_set():
                     raise CrawlError("cancelled")
-                finished, _ = wait(pending, timeout=_CANCEL_CHECK_INTERVAL, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    name, tag = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except (RegistryError, ManifestError) as error:
-                        run.failed(name, error)
-                        continue
+                try:
+                    future, name, tag = completed.get(timeout=_CANCEL_CHECK_INTERVAL)
+                except queue.Empty:
+                    continue
+                outstanding -= 1
+                try:
+                    result = future.result()
+                except (RegistryError, ManifestError) as error:
+                    run.failed(name, error)
+                else:
                     if tag is None:
                         for each in run.listed(name, result):
-                            pending[pool.submit(self._resolve_tag, name, each)] = (name, each)
+                            submit(name, each, self._resolve_tag, name, each)
+                            outstanding += 1
                     else:
                         run.resolved(name, tag, result)
                 now = self._clock()
-                if now - last_report >= self._progress_interval or not pending:
+                if now - last_report >= self._progress_interval or not outstanding:
                     self._report(run.done, len(catalog), started, requests_before)
                     last_report = now
         finally:

@@ -112,44 +112,84 @@ class TokenProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._fetching: dict[str, threading.Event] = {}
 
     def token(self, scope: str) -> str:
-        now = self._clock()
+        """A valid token for ``scope``: cached, being fetched by another thread, or fetched now."""
+        while True:
+            with self._lock:
+                cached = self._tokens.get(scope)
+                if cached is not None and cached[1] > self._clock():
+                    return cached[0]
+                fetching = self._fetching.get(scope)
+                if fetching is None:
+                    self._fetching[scope] = fetching = threading.Event()
+                    break
+            # Another thread is fetching a token that covers this scope: use it rather than ask again.
+            fetching.wait(self._timeout)
+        try:
+            self._fetch([scope])
+        finally:
+            self._release([scope], fetching)
         with self._lock:
-            cached = self._tokens.get(scope)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        token, lifetime = self._fetch(scope)
-        # Renew a little before the end: a token must not expire between our check and the registry's.
-        margin = min(30.0, lifetime / 5)
+            return self._tokens[scope][0]
+
+    def prefetch(self, scopes: list[str]) -> None:
+        """One token for many scopes (GitLab accepts repeated ``scope`` parameters): fewer round trips."""
         with self._lock:
-            self._tokens[scope] = (token, now + lifetime - margin)
-        return token
+            now = self._clock()
+            wanted = [scope for scope in scopes if scope not in self._fetching
+                      and not (scope in self._tokens and self._tokens[scope][1] > now)]
+            fetching = threading.Event()
+            for scope in wanted:
+                self._fetching[scope] = fetching
+        if not wanted:
+            return
+        try:
+            self._fetch(wanted)
+        except RegistryError as error:
+            log.debug("token prefetch failed, each scope will be asked for alone: %s", error)
+        finally:
+            self._release(wanted, fetching)
 
     def invalidate(self, scope: str, token: str) -> None:
         with self._lock:
             if self._tokens.get(scope, ("",))[0] == token:
                 del self._tokens[scope]
 
-    def _fetch(self, scope: str) -> tuple[str, float]:
-        params = {"client_id": "docker", "offline_token": "true", "service": "container_registry", "scope": scope}
+    def _release(self, scopes: list[str], fetching: threading.Event) -> None:
+        with self._lock:
+            for scope in scopes:
+                if self._fetching.get(scope) is fetching:
+                    del self._fetching[scope]
+        fetching.set()
+
+    def _fetch(self, scopes: list[str]) -> None:
+        shown = scopes[0] if len(scopes) == 1 else f"{len(scopes)} scopes"
+        params = [("client_id", "docker"), ("offline_token", "true"), ("service", "container_registry")]
+        params += [("scope", scope) for scope in scopes]
+        now = self._clock()
         try:
             response = self._session.get(self._url, params=params, auth=self._auth, timeout=self._timeout)
         except requests.RequestException as error:
             self._stats.count("error")
-            raise RegistryError(f"token for {scope}: {_describe(error)}") from None
+            raise RegistryError(f"token for {shown}: {_describe(error)}") from None
         self._stats.count(str(response.status_code))
         if response.status_code != 200:
-            raise RegistryError(f"token for {scope}: GitLab answered {response.status_code}")
+            raise RegistryError(f"token for {shown}: GitLab answered {response.status_code}")
         try:
             document = response.json()
             token = document["token"]
-            lifetime = float(document.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, KeyError, TypeError):
-            raise RegistryError(f"token for {scope}: GitLab's answer is not a token") from None
+            lifetime = max(float(document.get("expires_in") or DEFAULT_TOKEN_LIFETIME), 1.0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RegistryError(f"token for {shown}: GitLab's answer is not a token") from None
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"token for {scope}: GitLab's answer is not a token")
-        return token, max(lifetime, 1.0)
+            raise RegistryError(f"token for {shown}: GitLab's answer is not a token")
+        # Renew a little before the end: a token must not expire between our check and the registry's.
+        valid_until = now + lifetime - min(30.0, lifetime / 5)
+        with self._lock:
+            for scope in scopes:
+                self._tokens[scope] = (token, valid_until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +217,10 @@ class RegistryClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def prefetch_tokens(self, repositories: list[str]) -> None:
+        """Fetch the tokens of these repositories in one request, ahead of their first use."""
+        self._tokens.prefetch([_scope(repository) for repository in repositories])
 
     def catalog(self) -> Iterator[list[str]]:
         """The repository names, page by page, following ``Link: <...>; rel="next"`` to the end."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from gitlab_registry_usage_rest.collector import Refresher
-from gitlab_registry_usage_rest.crawler import BuiltinCrawler, CrawlError
+from gitlab_registry_usage_rest.crawler import TOKEN_BATCH, BuiltinCrawler, CrawlError
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
@@ -110,8 +110,8 @@ def test_a_401_renews_the_token_once(proxy: FaultyProxy, gitlab: GitLabTokenEndp
         crawler.close()
     assert listing.errors == ()
     assert tag_sizes(listing) == expected_tag_sizes(pushed)
-    # One token for the catalog, one per repository, and the one that replaced the refused token.
-    assert gitlab.requests - tokens_before == 1 + len(pushed.tags) + 1
+    # One token for the catalog, one per batch of repositories, and the one that replaced the refused token.
+    assert gitlab.requests - tokens_before == 1 + -(-len(pushed.tags) // TOKEN_BATCH) + 1
 
 
 def test_unreadable_catalog_fails_the_crawl_and_the_refresh_keeps_the_last_data(
