@@ -1,0 +1,170 @@
+"""The data file: the last good snapshot on disk, so a restart serves at once instead of after a crawl.
+
+Written atomically (temporary file, fsync, rename, fsync of the folder), so a crash or SIGTERM at
+any moment leaves either the old file or the new one. A file that cannot be read back (truncated,
+corrupt, or from a newer version) is moved aside, never deleted, and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .model import RepositoryUsage, Snapshot, TagUsage
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gitlab-registry-usage-rest snapshot"
+VERSION = 1
+
+
+class SnapshotFileError(ValueError):
+    """The file exists but does not hold a snapshot this version can read."""
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    """Version 1: the served figures, tags as compact arrays (loading must stay fast at 100,000 tags)."""
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "timestamp": snapshot.timestamp,
+            "errors": list(snapshot.errors),
+            "repositories": [
+                [repo.name, repo.size, repo.disk_size, repo.unique_size,
+                 None if repo.tags is None else [
+                     [tag.name, tag.size, tag.disk_size, tag.unique_size, tag.digest, tag.media_type,
+                      list(tag.platforms)]
+                     for tag in repo.tags]]
+                for repo in snapshot.repositories
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode(data: bytes) -> Snapshot:
+    """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 file."""
+    try:
+        document = json.loads(data)
+    except ValueError as error:  # includes UnicodeDecodeError
+        raise SnapshotFileError(f"not JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise SnapshotFileError("not a snapshot file")
+    version = document.get("version")
+    if version != VERSION:
+        raise SnapshotFileError(f"format version {version!r}, this version reads {VERSION}")
+    try:
+        return Snapshot(
+            timestamp=_number(document["timestamp"]),
+            repositories=tuple(_repository(entry) for entry in document["repositories"]),
+            errors=tuple(_text(error) for error in document["errors"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise SnapshotFileError(f"malformed content ({type(error).__name__}: {error})") from None
+
+
+def _repository(entry: Any) -> RepositoryUsage:
+    name, size, disk_size, unique_size, tags = entry
+    return RepositoryUsage(
+        name=_text(name),
+        size=_size(size, nullable=True),
+        disk_size=_size(disk_size, nullable=True),
+        unique_size=_size(unique_size, nullable=True),
+        tags=None if tags is None else tuple(_tag(tag) for tag in tags),
+    )
+
+
+def _tag(entry: Any) -> TagUsage:
+    name, size, disk_size, unique_size, digest, media_type, platforms = entry
+    return TagUsage(
+        name=_text(name),
+        size=_size(size),
+        disk_size=_size(disk_size),
+        unique_size=_size(unique_size),
+        digest=None if digest is None else _text(digest),
+        media_type=None if media_type is None else _text(media_type),
+        platforms=tuple(_text(platform) for platform in platforms),
+    )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, found {value!r:.40}")
+    return value
+
+
+def _size(value: Any, nullable: bool = False) -> Any:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"expected a size in bytes, found {value!r:.40}")
+    return value
+
+
+def _number(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"expected a timestamp, found {value!r:.40}")
+    return float(value)
+
+
+class DataFile:
+    """Where the snapshot is kept between runs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def save(self, snapshot: Snapshot) -> bool:
+        """Replace the file with ``snapshot``; a failure is logged and leaves the old file in place."""
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as file:
+                file.write(encode(snapshot))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as error:
+            log.error("could not write the data file %s: %s", self.path, error)
+            temporary.unlink(missing_ok=True)
+            return False
+        log.debug("data file %s written", self.path)
+        return True
+
+    def load(self) -> Snapshot | None:
+        """The saved snapshot, or None: missing is normal, unreadable content is moved aside."""
+        started = time.monotonic()
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            log.info("no data file at %s yet; serving data after the first refresh", self.path)
+            return None
+        except OSError as error:
+            log.error("could not read the data file %s: %s", self.path, error)
+            return None
+        try:
+            snapshot = decode(data)
+        except SnapshotFileError as error:
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+            try:
+                os.replace(self.path, aside)
+                where = f"moved to {aside}"
+            except OSError as move_error:
+                where = f"and could not be moved aside: {move_error}"
+            log.warning("ignoring the data file %s, %s: %s", self.path, where, error)
+            return None
+        log.info(
+            "loaded %d repositories from %s (data of %s) in %.2fs",
+            len(snapshot.repositories), self.path,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.timestamp)), time.monotonic() - started,
+        )
+        return snapshot
