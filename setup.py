@@ -22,6 +22,7 @@ setup(
         "gitlab-registry-usage>=0.3.3,<0.4",
         "json2html>=1.3,<2",
         "ldap3>=2.9,<3",
+        "prometheus_client>=0.20,<1",
         "requests>=2.31,<3",
         "Werkzeug>=3.0,<4",
     ],

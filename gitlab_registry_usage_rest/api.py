@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import wraps
 from typing import Any, Callable, Protocol, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from flask_httpauth import HTTPBasicAuth
-from flask_jwt_extended import JWTManager, create_access_token, verify_jwt_in_request
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, verify_jwt_in_request
 from flask_restful import Resource
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
 
 from . import hal
 from .config import Config
+from .health import health
 from .html import CONTENT_SECURITY_POLICY, render_page
-from .state import SnapshotHolder
+from .metrics import Metrics
+from .state import RefreshState, SnapshotHolder
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("gitlab_registry_usage_rest.access")
 
 HAL_JSON = "application/hal+json"
 RETRY_AFTER_SECONDS = 30
@@ -49,8 +53,13 @@ def create_app(
     snapshots: SnapshotHolder,
     authenticator: Authenticator,
     unavailable: tuple[type[Exception], ...] = (),
+    refresh: RefreshState | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Flask:
     """The Flask application; ``unavailable`` lists the authenticator's "cannot ask now" exceptions."""
+    refresh = refresh if refresh is not None else RefreshState()
+    metrics = metrics if metrics is not None else Metrics(snapshots, refresh)
     app = Flask(__name__)
     app.config.update(
         DEBUG=config.general.debug,
@@ -73,7 +82,47 @@ def create_app(
     )
     api.add_resource(Repositories, "/repositories", resource_class_kwargs={"snapshots": snapshots})
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs={"snapshots": snapshots})
+    _init_operations(app, config, snapshots, refresh, metrics, clock)
     return app
+
+
+def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refresh: RefreshState,
+                     metrics: Metrics, clock: Callable[[], float]) -> None:
+    """/health, /metrics, and one log line and one counted request per request."""
+    max_age = config.general.effective_max_data_age.total_seconds()
+
+    @app.get("/health")
+    def _health() -> Response:
+        status, document = health(snapshots.current(), refresh.current(), clock(), max_age)
+        response = jsonify(document)
+        response.status_code = status
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/metrics")
+    def _metrics() -> Response:
+        if config.general.metrics_require_token:
+            verify_jwt_in_request(locations=["headers"])
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.endpoint or "unmatched"
+        metrics.observe_request(endpoint, response.status_code)
+        user = g.get("user") or "-"
+        # The path only: query strings and headers may carry what must not be logged.
+        access_log.info(
+            "%s %s %d %.1fms user=%s", request.method, request.path, response.status_code, seconds * 1000, user,
+            extra={"fields": {"method": request.method, "path": request.path, "status": response.status_code,
+                              "duration_ms": round(seconds * 1000, 2), "user": user, "endpoint": endpoint}},
+        )
+        return response
 
 
 def _json_error(status: int, message: str, key: str = "message") -> Response:
@@ -125,6 +174,10 @@ def _init_error_handlers(app: Flask) -> None:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
+    @app.errorhandler(hal.QueryError)
+    def _bad_query(error: hal.QueryError) -> Response:
+        return _json_error(400, str(error))
+
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
         return _json_error(error.code or 500, error.description or "")
@@ -146,6 +199,7 @@ def _token_required(method: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         use_cookie = "Authorization" not in request.headers and _wants_html()
         verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
+        g.user = get_jwt_identity()
         return method(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -159,8 +213,9 @@ def _document_response(document: dict[str, Any], title: str) -> Response:
     return Response(json.dumps(document) + "\n", mimetype=HAL_JSON)
 
 
-def _options() -> hal.Options:
-    return hal.options_from(request.args, base=request.script_root, links_default=_wants_html())
+def _options(prefix_allowed: bool = False) -> hal.Options:
+    return hal.options_from(request.args, base=request.script_root, links_default=_wants_html(),
+                            prefix_allowed=prefix_allowed)
 
 
 class AuthToken(Resource):  # type: ignore[misc]
@@ -173,6 +228,7 @@ class AuthToken(Resource):  # type: ignore[misc]
 
     def _get(self) -> Response:
         username = self._basic_auth.current_user()
+        g.user = username
         token = create_access_token(identity=username)
         log.info("issued a token to %s", username)
         if not _wants_html():
@@ -205,7 +261,9 @@ class Repositories(Resource):  # type: ignore[misc]
         self._snapshots = snapshots
 
     def get(self) -> Response:
-        return _document_response(hal.repositories_document(self._snapshots.current(), _options()), "Repositories")
+        return _document_response(
+            hal.repositories_document(self._snapshots.current(), _options(prefix_allowed=True)), "Repositories"
+        )
 
 
 class RepositoryPath(Resource):  # type: ignore[misc]

@@ -12,8 +12,17 @@ import time
 from typing import Callable, Sequence
 
 from ._version import __version__
-from .config import DEFAULT_CONFIG_FILENAME, Config, ConfigError, default_config_text, load_config, parse_config
-from .config import unknown_keys
+from . import logs
+from .config import (
+    DEFAULT_CONFIG_FILENAME,
+    Config,
+    ConfigError,
+    default_config_text,
+    effective_config_text,
+    load_config,
+    parse_config,
+    unknown_keys,
+)
 from .collector import Crawler
 from .state import RefreshState, SnapshotHolder
 
@@ -32,6 +41,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--print-default-config", action="store_true",
                         help="print the default config to stdout and exit")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the config in force (file and environment, secrets masked) and exit")
     parser.add_argument("-V", "--version", action="store_true", dest="print_version",
                         help="print the version number and exit")
     parser.add_argument("--demo", action="store_true",
@@ -39,14 +50,6 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, metavar="PORT",
                         help="listen on this port instead of [general] socket_port (0: any free port)")
     return parser
-
-
-def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return 2
+    if args.print_config:
+        sys.stdout.write(effective_config_text(parser))
+        return 0
     if args.port is not None:
         config = dataclasses.replace(config, general=dataclasses.replace(config.general, socket_port=args.port))
-    _configure_logging(config.general.debug)
+    logs.configure("DEBUG" if config.general.debug else config.general.log_level, config.general.log_format)
     for key in unknown_keys(parser):
         log.warning("%s: unknown config key %s is ignored", args.config_filename, key)
     return _run_service(config)
@@ -82,30 +88,41 @@ def _run_service(config: Config) -> int:
     from .api import create_app
     from .auth import LdapAuthenticator, LdapUnavailable
     from .collector import Refresher
+    from .metrics import Metrics
+    from .persistence import DataFile
     from .server import serve
 
-    snapshots, state = SnapshotHolder(), RefreshState()
+    data_file = DataFile(config.general.data_file) if config.general.data_file else None
+    # The last good data from before the restart is served at once, while the first refresh runs.
+    snapshots, state = SnapshotHolder(data_file.load() if data_file else None), RefreshState()
+    crawler, registry_requests = _crawler(config, state)
     refresher = Refresher(
-        _crawler(config, state), snapshots, state, config.general.refresh_interval.total_seconds()
+        crawler, snapshots, state, config.general.refresh_interval.total_seconds(),
+        on_snapshot=data_file.save if data_file else None,
     )
-    app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,))
+    metrics = Metrics(snapshots, state, registry_requests)
+    app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
+                     refresh=state, metrics=metrics)
     return _serve(lambda: serve(app, config.general, refresher), config)
 
 
-def _crawler(config: Config, state: RefreshState) -> Crawler:
+def _crawler(config: Config, state: RefreshState) -> tuple[Crawler, Callable[[], dict[str, int]] | None]:
+    """The configured crawler, and where its request counts can be read (the library keeps none)."""
     registry = config.registry
     if registry.collector == "gitlab-registry-usage":
         from .gitlab_library import LibraryCrawler
 
-        return LibraryCrawler(
+        library = LibraryCrawler(
             registry.gitlab_base_url, registry.registry_base_url, registry.username, registry.access_token
         )
+        return library, None
     from .crawler import BuiltinCrawler
 
-    return BuiltinCrawler.connect(
+    builtin = BuiltinCrawler.connect(
         registry.registry_base_url, registry.gitlab_base_url, registry.username, registry.access_token,
         concurrency=registry.concurrency, timeout=registry.timeout, progress=state.progress,
     )
+    return builtin, builtin.stats.snapshot
 
 
 def _run_demo(port: int | None) -> int:
@@ -114,7 +131,7 @@ def _run_demo(port: int | None) -> int:
     from .server import serve
     from .sizes import build_snapshot
 
-    _configure_logging(False)
+    logs.configure()
     config = demo_config(5000 if port is None else port)
     password = secrets.token_urlsafe(12)
     snapshots = SnapshotHolder(build_snapshot(demo_listing(), time.time()))

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable, Protocol
 
-from .model import Listing
+from .model import Listing, Snapshot
 from .sizes import build_snapshot
 from .state import RefreshState, SnapshotHolder
 
@@ -38,8 +38,10 @@ class Refresher:
         state: RefreshState,
         interval: float,
         clock: Callable[[], float] = time.time,
+        on_snapshot: Callable[[Snapshot], object] | None = None,
     ) -> None:
         self._crawler = crawler
+        self._on_snapshot = on_snapshot
         self._snapshots = snapshots
         self._state = state
         self._interval = interval
@@ -63,15 +65,19 @@ class Refresher:
             log.debug("refresh failure details", exc_info=True)
             return False
         self._snapshots.replace(snapshot)
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
         self._state.finished(self._clock(), None)
         tags = sum(len(repository.tags or ()) for repository in snapshot.repositories)
+        requests = self._state.current().requests
+        seconds = self._clock() - started
         log.info(
-            "refresh done in %.1fs: %d repositories, %d tags, %d errors%s",
-            self._clock() - started,
-            len(snapshot.repositories),
-            tags,
-            len(snapshot.errors),
+            "refresh done in %.1fs: %d repositories, %d tags, %d requests, %d errors%s",
+            seconds, len(snapshot.repositories), tags, requests, len(snapshot.errors),
             "".join(f"\n  {error}" for error in snapshot.errors),
+            extra={"fields": {"event": "refresh", "duration_seconds": round(seconds, 3),
+                              "repositories": len(snapshot.repositories), "tags": tags, "requests": requests,
+                              "errors": list(snapshot.errors)}},
         )
         return True
 
@@ -84,7 +90,8 @@ class Refresher:
             self._wake.clear()
 
     def trigger(self) -> None:
-        """Start the next refresh now instead of at the end of the interval."""
+        """Start the next refresh now instead of at the end of the interval (SIGHUP)."""
+        log.info("refresh requested")
         self._wake.set()
 
     def start(self) -> None:

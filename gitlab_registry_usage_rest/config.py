@@ -11,10 +11,14 @@ import datetime
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_FILENAME = "/etc/gitlab_registry_usage_rest.conf"
+DEFAULT_DATA_FILE = "/var/lib/gitlab-registry-usage-rest/snapshot.json"
+ENVIRONMENT_PREFIX = "GITLAB_REGISTRY_USAGE_REST_"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # The original shipped this as its default secret: every installation that kept it signs tokens
 # with a key known to the whole world.
@@ -67,6 +71,17 @@ class GeneralConfig:
     server_prefix: str = "/"
     debug: bool = False
     refresh_interval: datetime.timedelta = datetime.timedelta(minutes=60)
+    data_file: str | None = DEFAULT_DATA_FILE
+    # None: three refresh intervals.
+    max_data_age: datetime.timedelta | None = None
+    metrics_require_token: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @property
+    def effective_max_data_age(self) -> datetime.timedelta:
+        """Data older than this makes /health answer 503."""
+        return self.max_data_age if self.max_data_age is not None else 3 * self.refresh_interval
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,12 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
     ("general", "server_prefix", "/", "URL path the service is mounted at, e.g. /registry-usage"),
     ("general", "debug", "False", "run Werkzeug's development server instead of cheroot"),
     ("general", "refresh_interval", "60 minutes", "time between two crawls of the registry"),
+    ("general", "data_file", DEFAULT_DATA_FILE,
+     "where the last good data is kept across restarts; empty: not kept"),
+    ("general", "max_data_age", "", "/health answers 503 when the data is older; empty: three refresh intervals"),
+    ("general", "metrics_require_token", "False", "require a bearer token for /metrics (open by default)"),
+    ("general", "log_format", "text", "text or json (one object per line)"),
+    ("general", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     ("ldap", "host", "myldap.com",
      "ldaps://host[:port], or ldap://host[:port] for StartTLS; a bare host means ldaps://"),
     ("ldap", "base_dn", "dc=example,dc=com", "subtree searched for the user"),
@@ -246,6 +267,16 @@ def _concurrency(text: str) -> int:
     return value
 
 
+def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = text.upper() if upper else text.lower()
+        if value not in choices:
+            raise ValueError(f"expected one of: {', '.join(choices)}")
+        return value
+
+    return convert
+
+
 def _collector(text: str) -> str:
     if text not in COLLECTORS:
         raise ValueError(f"expected one of: {', '.join(COLLECTORS)}")
@@ -292,6 +323,11 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
             server_prefix=general.get("server_prefix", _prefix, defaults_g.server_prefix),
             debug=general.get("debug", _bool, defaults_g.debug),
             refresh_interval=general.get("refresh_interval", _positive_duration, defaults_g.refresh_interval),
+            data_file=general.get("data_file", str, DEFAULT_DATA_FILE) or None,
+            max_data_age=general.get("max_data_age", lambda text: _positive_duration(text) if text else None, None),
+            metrics_require_token=general.get("metrics_require_token", _bool, False),
+            log_format=general.get("log_format", _choice(LOG_FORMATS), "text"),
+            log_level=general.get("log_level", _choice(LOG_LEVELS, upper=True), "INFO"),
         ),
         ldap=LdapConfig(
             host=ldap.get("host", _ldap_host, defaults_l.host),
@@ -332,13 +368,51 @@ def unknown_keys(parser: configparser.ConfigParser) -> list[str]:
     return found
 
 
-def load_config(path: str) -> configparser.ConfigParser:
+def environment_variable(section: str, key: str) -> str:
+    """The variable that overrides a key, e.g. GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN."""
+    return f"{ENVIRONMENT_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def apply_environment(parser: configparser.ConfigParser, environ: Mapping[str, str]) -> list[str]:
+    """Override keys from the environment (secrets stay out of files and images); returns the names used."""
+    used = []
+    for section, key, _, _ in _KEYS:
+        name = environment_variable(section, key)
+        if name in environ:
+            if not parser.has_section(section):
+                parser.add_section(section)
+            parser.set(section, key, environ[name])
+            used.append(name)
+    return used
+
+
+def effective_config_text(parser: configparser.ConfigParser) -> str:
+    """Every key with the value in force (file, environment or default), secrets masked."""
+    lines: list[str] = []
+    section = ""
+    for sec, key, default, _ in _KEYS:
+        if sec != section:
+            lines.extend(([""] if lines else []) + [f"[{sec}]"])
+            section = sec
+        value = parser.get(sec, key, fallback=default) if parser.has_section(sec) else default
+        if (sec, key) in _SECRET_KEYS and value:
+            value = "********"
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> configparser.ConfigParser:
     """Read the file; a missing, unreadable or malformed file is a ``ConfigError``."""
+    """Read the file, then the environment's overrides; a missing file is fine only if the environment
+    configures the service (as in a container)."""
+    environ = os.environ if environ is None else environ
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as file:
             parser.read_file(file, source=path)
     except FileNotFoundError:
+        if apply_environment(parser, environ):
+            return parser
         raise ConfigError(f"{path}: the config file does not exist (--print-default-config prints one)") from None
     except PermissionError:
         raise ConfigError(f"{path}: the config file is not readable") from None
@@ -348,4 +422,5 @@ def load_config(path: str) -> configparser.ConfigParser:
         raise ConfigError(f"{path}: is not UTF-8 text") from None
     except configparser.Error as error:
         raise ConfigError(f"{path}: {error.message.splitlines()[0]}") from None
+    apply_environment(parser, environ)
     return parser

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping
-from urllib.parse import quote, unquote
+from typing import Any, Mapping, TypeVar
+from urllib.parse import quote, unquote, urlencode
 
 from .model import RepositoryUsage, Snapshot, TagUsage
 
@@ -24,13 +24,37 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _DIGITS = re.compile(r"[0-9]+")
 
 
+SORT_KEYS = ("name", "size", "disk_size", "unique_size")
+MAX_LIMIT = 100_000
+
+
+class QueryError(ValueError):
+    """A query parameter with a value we cannot use (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which items of a collection, in which order: ``?sort=``, ``?limit=``, ``?offset=``, ``?prefix=``."""
+
+    sort: str | None = None
+    limit: int | None = None
+    offset: int = 0
+    prefix: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self != Window()
+
+
 @dataclass(frozen=True)
 class Options:
-    """How much to include: embedding depth, links, and the prefix every href starts with."""
+    """How much to include: embedding depth, links, the prefix every href starts with, and the window
+    of the requested collection."""
 
     embed: int = 0
     links: bool = False
     base: str = ""
+    window: Window = Window()
 
 
 def parse_embed(value: str | None) -> int:
@@ -69,21 +93,33 @@ def tag_path(base: str, repository: str, tag: str) -> str:
 
 
 def repositories_document(snapshot: Snapshot | None, options: Options) -> Document:
-    """``/repositories``: the timestamp, with the repositories as links and embedded items."""
-    document: Document = {"timestamp": snapshot.timestamp if snapshot is not None else None}
+    """``/repositories``: the timestamp and totals, with the repositories as links and embedded items."""
+    if snapshot is None:
+        document: Document = {"timestamp": None}
+        if options.links:
+            document["_links"] = {"self": {"href": repositories_path(options.base)}}
+        return document
+    window = options.window
+    matching = [repo for repo in snapshot.repositories if window.prefix is None or repo.name.startswith(window.prefix)]
+    document = {
+        "timestamp": snapshot.timestamp,
+        "total_size": sum(repo.size or 0 for repo in matching),
+        "total_disk_size": sum(repo.disk_size or 0 for repo in matching),
+        "repository_count": len(matching),
+        "tag_count": sum(len(repo.tags or ()) for repo in matching),
+    }
+    shown = _window(matching, window)
     if options.links:
         links: Document = {"self": {"href": repositories_path(options.base)}}
-        if snapshot is not None:
-            links["items"] = [
-                {"href": repository_path(options.base, repository.name), "title": repository.name}
-                for repository in snapshot.repositories
-            ]
+        links["items"] = [
+            {"href": repository_path(options.base, repository.name), "title": repository.name}
+            for repository in shown
+        ]
+        links.update(_paging_links(repositories_path(options.base), options, len(matching)))
         document["_links"] = links
-    if options.embed > 0 and snapshot is not None:
+    if options.embed > 0:
         inner = _deeper(options)
-        document["_embedded"] = {
-            "items": [repository_document(repository, inner) for repository in snapshot.repositories]
-        }
+        document["_embedded"] = {"items": [repository_document(repository, inner) for repository in shown]}
     return document
 
 
@@ -111,20 +147,21 @@ def repository_document(repository: RepositoryUsage, options: Options) -> Docume
 def tags_document(repository: RepositoryUsage, options: Options) -> Document:
     """``/repositories/<name>/tags``: no fields of its own, the tags as links and embedded items."""
     document: Document = {}
+    shown = None if repository.tags is None else _window(list(repository.tags), options.window)
     if options.links:
         links: Document = {
             "self": {"href": tags_path(options.base, repository.name)},
             "up": {"href": repository_path(options.base, repository.name)},
         }
-        if repository.tags is not None:
+        if repository.tags is not None and shown is not None:
             links["items"] = [
-                {"href": tag_path(options.base, repository.name, tag.name), "title": tag.name}
-                for tag in repository.tags
+                {"href": tag_path(options.base, repository.name, tag.name), "title": tag.name} for tag in shown
             ]
+            links.update(_paging_links(tags_path(options.base, repository.name), options, len(repository.tags)))
         document["_links"] = links
-    if options.embed > 0 and repository.tags is not None:
+    if options.embed > 0 and shown is not None:
         inner = _deeper(options)
-        document["_embedded"] = {"items": [tag_document(repository, tag, inner) for tag in repository.tags]}
+        document["_embedded"] = {"items": [tag_document(repository, tag, inner) for tag in shown]}
     return document
 
 
@@ -147,7 +184,48 @@ def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -
 
 
 def _deeper(options: Options) -> Options:
+    # The window applies to the requested collection only, not to collections embedded in it.
     return Options(embed=options.embed - 1, links=options.links, base=options.base)
+
+
+Item = TypeVar("Item", RepositoryUsage, TagUsage)
+
+
+def _window(items: list[Item], window: Window) -> list[Item]:
+    """Sort (unknown sizes last, whatever the direction), then cut out ``offset`` .. ``offset + limit``."""
+    if window.sort is not None:
+        key = window.sort.lstrip("-")
+        known = [item for item in items if getattr(item, key) is not None]
+        unknown = [item for item in items if getattr(item, key) is None]
+        known.sort(key=lambda item: getattr(item, key), reverse=window.sort.startswith("-"))
+        items = known + unknown
+    end = None if window.limit is None else window.offset + window.limit
+    return items[window.offset:end]
+
+
+def _paging_links(path: str, options: Options, total: int) -> Document:
+    """HAL ``next`` and ``prev`` for a limited window, keeping every other query parameter."""
+    window = options.window
+    if window.limit is None:
+        return {}
+
+    def href(offset: int) -> dict[str, str]:
+        query = {"embed": _shown_embed(options.embed), "links": "true", "sort": window.sort,
+                 "prefix": window.prefix, "limit": str(window.limit), "offset": str(offset)}
+        return {"href": f"{path}?{urlencode({k: v for k, v in query.items() if v is not None})}"}
+
+    links = {}
+    if window.offset + window.limit < total:
+        links["next"] = href(window.offset + window.limit)
+    if window.offset > 0:
+        links["prev"] = href(max(0, window.offset - window.limit))
+    return links
+
+
+def _shown_embed(embed: int) -> str | None:
+    if embed == 0:
+        return None
+    return "true" if embed == UNLIMITED else str(embed)
 
 
 @dataclass(frozen=True)
@@ -214,11 +292,34 @@ def render(snapshot: Snapshot, found: tuple[Target, RepositoryUsage, TagUsage | 
     return repository_document(repository, options)
 
 
-def options_from(args: Mapping[str, str], base: str, links_default: bool = False) -> Options:
-    """Query parameters -> ``Options``; ``links_default`` is for the browser view."""
+def options_from(args: Mapping[str, str], base: str, links_default: bool = False, prefix_allowed: bool = False
+                 ) -> Options:
+    """Query parameters -> ``Options``; ``links_default`` is for the browser view. Raises ``QueryError``."""
     links = args.get("links")
     return Options(
         embed=parse_embed(args.get("embed")),
         links=links_default if links is None else parse_flag(links),
         base=base,
+        window=parse_window(args, prefix_allowed),
     )
+
+
+def parse_window(args: Mapping[str, str], prefix_allowed: bool) -> Window:
+    """``sort``, ``limit``, ``offset`` (and on ``/repositories`` ``prefix``), validated."""
+    sort = args.get("sort")
+    if sort is not None and sort.removeprefix("-") not in SORT_KEYS:
+        raise QueryError(f"sort must be one of {', '.join(SORT_KEYS)}, with '-' in front for descending order")
+    prefix = args.get("prefix")
+    if prefix is not None and not prefix_allowed:
+        raise QueryError("prefix is accepted on /repositories only")
+    return Window(sort=sort, limit=_count(args, "limit", 1, MAX_LIMIT), offset=_count(args, "offset", 0, 10**9) or 0,
+                  prefix=prefix)
+
+
+def _count(args: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if not _DIGITS.fullmatch(value) or len(value) > 10 or not minimum <= int(value) <= maximum:
+        raise QueryError(f"{name} must be a whole number from {minimum} to {maximum}")
+    return int(value)

@@ -28,13 +28,14 @@ def serve(app: Flask, general: GeneralConfig, refresher: Refresher | None = None
         if general.debug:
             _serve_debug(app, general)
         else:
-            _serve_cheroot(app, general, on_ready)
+            _serve_cheroot(app, general, on_ready, refresher)
     finally:
         if refresher is not None:
             refresher.stop()
 
 
-def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str], None] | None) -> None:
+def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str], None] | None,
+                   refresher: Refresher | None) -> None:
     prefix = "" if general.server_prefix == "/" else general.server_prefix
     dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})  # type: ignore[no-untyped-call]
     server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage")
@@ -45,6 +46,8 @@ def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str],
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if refresher is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda _signum, _frame: refresher.trigger())
     server.prepare()  # binds now, so a busy port fails here with a clear OSError
     thread = threading.Thread(target=server.serve, name="http", daemon=True)
     thread.start()

@@ -38,6 +38,7 @@ class RefreshStatus:
     duration: float | None = None
     succeeded: bool | None = None
     error: str | None = None
+    last_success: float | None = None
     refreshes: int = 0
     failures: int = 0
     repositories_done: int = 0
@@ -76,6 +77,7 @@ class RefreshState:
                 duration=at - (status.started_at or at),
                 succeeded=error is None,
                 error=error,
+                last_success=at if error is None else status.last_success,
                 refreshes=status.refreshes + 1,
                 failures=status.failures + (error is not None),
             )

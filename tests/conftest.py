@@ -98,7 +98,7 @@ def service_config(
 ) -> Path:
     """A config file as an administrator writes it, pointing at the test servers."""
     values = {
-        "general": {"refresh_interval": "1 hour"},
+        "general": {"refresh_interval": "1 hour", "data_file": str(workdir / "snapshot.json")},
         "ldap": {"host": slapd.ldaps_url, "base_dn": slapd.base_dn, "valid_gid": slapd.valid_gid,
                  "ca_file": str(slapd.ca_file), "timeout": "5 seconds"},
         "jwt": {"secret_key": JWT_SECRET, "auth_token_expires": "1 hour"},

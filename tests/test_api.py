@@ -185,15 +185,22 @@ def test_every_token_problem_is_401_json(
 
 # --- documents ---------------------------------------------------------------------------------
 
-def test_repositories_without_parameters_is_exactly_the_timestamp(client: FlaskClient, auth: dict[str, str]) -> None:
+TOTALS = {"total_size": 435, "total_disk_size": 135, "repository_count": 4, "tag_count": 4}
+
+
+def test_repositories_without_parameters_is_the_timestamp_and_totals(client: FlaskClient, auth: dict[str, str]) -> None:
     response = client.get("/repositories", headers=auth)
     assert response.mimetype == "application/hal+json"
-    assert response.data == b'{"timestamp": 1521796487.7021387}\n'
+    assert response.data == (
+        b'{"timestamp": 1521796487.7021387, "total_size": 435, "total_disk_size": 135, '
+        b'"repository_count": 4, "tag_count": 4}\n'
+    )
 
 
 def test_repositories_with_links(client: FlaskClient, auth: dict[str, str]) -> None:
     assert get_json(client, "/repositories?links=true", auth) == {
         "timestamp": TIMESTAMP,
+        **TOTALS,
         "_links": {
             "self": {"href": "/repositories"},
             "items": [
@@ -209,6 +216,7 @@ def test_repositories_with_links(client: FlaskClient, auth: dict[str, str]) -> N
 def test_repositories_embedded_one_level(client: FlaskClient, auth: dict[str, str]) -> None:
     assert get_json(client, "/repositories?embed=1", auth) == {
         "timestamp": TIMESTAMP,
+        **TOTALS,
         "_embedded": {"items": [
             {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30},
             {"name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5},
@@ -372,7 +380,8 @@ def test_each_request_sees_the_snapshot_current_when_it_started(
 ) -> None:
     holder.replace(build_snapshot(Listing((RepositoryListing("new", ()),), {}), 5.0))
     assert get_json(client, "/repositories?embed=1", auth) == {
-        "timestamp": 5.0, "_embedded": {"items": [{"name": "new", "size": 0, "disk_size": 0, "unique_size": 0}]},
+        "timestamp": 5.0, "total_size": 0, "total_disk_size": 0, "repository_count": 1, "tag_count": 0,
+        "_embedded": {"items": [{"name": "new", "size": 0, "disk_size": 0, "unique_size": 0}]},
     }
 
 

@@ -1,0 +1,43 @@
+"""The ``/health`` document: is there data, how old is it, and how did the last refresh go. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import Snapshot
+from .state import RefreshStatus
+
+
+def health(snapshot: Snapshot | None, refresh: RefreshStatus, now: float, max_age: float) -> tuple[int, dict[str, Any]]:
+    """The status code (200, or 503 without data or with data older than ``max_age``) and the body."""
+    age = None if snapshot is None else max(0.0, now - snapshot.timestamp)
+    if snapshot is None:
+        status = "no data"
+    elif age is not None and age > max_age:
+        status = "stale"
+    else:
+        status = "ok"
+    refresh_document: dict[str, Any] = {
+        "running": refresh.running,
+        "last_started": refresh.started_at,
+        "last_duration_seconds": refresh.duration,
+        "last_outcome": None if refresh.succeeded is None else ("success" if refresh.succeeded else "failure"),
+        "last_error": refresh.error,
+        "last_success": refresh.last_success,
+        "refreshes": refresh.refreshes,
+        "failures": refresh.failures,
+    }
+    if refresh.running:
+        refresh_document["progress"] = {
+            "repositories_done": refresh.repositories_done,
+            "repositories_total": refresh.repositories_total,
+            "requests": refresh.requests,
+        }
+    document = {
+        "status": status,
+        "timestamp": None if snapshot is None else snapshot.timestamp,
+        "age_seconds": None if age is None else round(age, 3),
+        "max_age_seconds": max_age,
+        "refresh": refresh_document,
+    }
+    return (200 if status == "ok" else 503), document
