@@ -20,14 +20,16 @@ setup(
         "Flask-RESTful>=0.3.10,<0.4",
         "flask-restful-hal==0.2.6",
         "gitlab-registry-usage>=0.3.3,<0.4",
+        "cryptography>=42",  # RS256 / ES256 tokens
         "json2html>=1.3,<2",
+        "limits>=3.13,<6",
         "ldap3>=2.9,<3",
         "prometheus_client>=0.20,<1",
         "requests>=2.31,<3",
         "Werkzeug>=3.0,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "cryptography>=42", "PyJWT>=2.8,<3", "mypy>=1.10"],
+        "test": ["pytest>=8,<10", "PyJWT>=2.8,<3", "mypy>=1.10", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["gitlab-registry-usage-rest = gitlab_registry_usage_rest.cli:main"]},
     classifiers=[

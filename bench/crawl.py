@@ -11,7 +11,6 @@ nor the servers share an interpreter with the crawler. Request counts are the pr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import subprocess

@@ -22,6 +22,7 @@ from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity
 from flask_restful import Resource
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import hal
 from .config import Config
@@ -29,12 +30,15 @@ from .health import health
 from .html import CONTENT_SECURITY_POLICY, render_page
 from .metrics import Metrics
 from .state import RefreshState, SnapshotHolder
+from .throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gitlab_registry_usage_rest.access")
 
 HAL_JSON = "application/hal+json"
 RETRY_AFTER_SECONDS = 30
+# The API takes no request bodies; anything larger than this is refused before it is read.
+MAX_BODY = 64 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -46,6 +50,14 @@ class Authenticator(Protocol):
 
 class AuthenticationUnavailable(Exception):
     """The directory could not be asked; answered with 503."""
+
+
+class TooManyLogins(Exception):
+    """Too many failed logins from this client (or for this name from this client); answered with 429."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 def create_app(
@@ -60,20 +72,36 @@ def create_app(
     """The Flask application; ``unavailable`` lists the authenticator's "cannot ask now" exceptions."""
     refresh = refresh if refresh is not None else RefreshState()
     metrics = metrics if metrics is not None else Metrics(snapshots, refresh)
+    general, jwt_config = config.general, config.jwt
+    throttle = LoginThrottle(general.login_max_failures, general.login_failure_window.total_seconds(), clock)
     app = Flask(__name__)
     app.config.update(
-        DEBUG=config.general.debug,
+        DEBUG=general.debug,
         # Without this, Flask-RESTful turns JWT errors into 500s outside debug mode (flask-jwt-extended#86).
         PROPAGATE_EXCEPTIONS=True,
-        JWT_SECRET_KEY=config.jwt.secret_key,
-        JWT_ACCESS_TOKEN_EXPIRES=config.jwt.auth_token_expires,
-        JWT_ALGORITHM="HS256",
-        JWT_DECODE_ALGORITHMS=["HS256"],
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        JWT_ACCESS_TOKEN_EXPIRES=jwt_config.auth_token_expires,
+        # One algorithm, pinned both ways: a token naming another (or "none") is refused.
+        JWT_ALGORITHM=jwt_config.algorithm,
+        JWT_DECODE_ALGORITHMS=[jwt_config.algorithm],
+        JWT_ENCODE_ISSUER=jwt_config.issuer,
+        JWT_DECODE_ISSUER=jwt_config.issuer,
+        JWT_ENCODE_AUDIENCE=jwt_config.audience,
+        JWT_DECODE_AUDIENCE=jwt_config.audience,
         JWT_TOKEN_LOCATION=["headers", "cookies"],
     )
-    CORS(app)
+    if jwt_config.algorithm == "HS256":
+        app.config["JWT_SECRET_KEY"] = jwt_config.secret_key
+    else:
+        app.config["JWT_PRIVATE_KEY"] = _read(jwt_config.private_key)
+        app.config["JWT_PUBLIC_KEY"] = _read(jwt_config.public_key)
+    if general.trusted_proxies:
+        # Behind GitLab's nginx every client would share the proxy's address (and its login limit).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=general.trusted_proxies, x_proto=general.trusted_proxies)
+    CORS(app, origins=list(general.cors_origins))
     _init_jwt(app)
-    basic_auth = _init_basic_auth(authenticator, unavailable)
+    basic_auth = _init_basic_auth(authenticator, unavailable, throttle)
     _init_error_handlers(app)
 
     api = Api(app)
@@ -109,6 +137,15 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
 
     @app.after_request
     def _log_request(response: Response) -> Response:
@@ -149,15 +186,33 @@ def _init_jwt(app: Flask) -> None:
         return _json_error(401, "Token has expired", "msg")
 
 
-def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...]) -> HTTPBasicAuth:
+def _read(path: str | None) -> str:
+    assert path is not None  # the config requires the key files with RS256 and ES256
+    with open(path, encoding="utf-8") as file:
+        return file.read()
+
+
+def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...],
+                     throttle: LoginThrottle) -> HTTPBasicAuth:
     basic_auth = HTTPBasicAuth()
 
     @basic_auth.verify_password  # type: ignore[untyped-decorator]
     def _verify(username: str, password: str) -> str | None:
+        if not username and not password:
+            return None  # no credentials yet (a browser asks for them after this 401): not a failure
+        client = request.remote_addr or "unknown"
+        wait = throttle.retry_after(client, username)
+        if wait is not None:
+            log.warning("login of %r from %s refused: too many failed logins, retry in %ds", username, client, wait)
+            raise TooManyLogins(wait)
         try:
-            return username if authenticator.authenticate(username, password) else None
+            accepted = authenticator.authenticate(username, password)
         except unavailable as error:
             raise AuthenticationUnavailable(str(error)) from error
+        if not accepted:
+            throttle.failed(client, username)
+            log.info("login of %r from %s refused", username, client)
+        return username if accepted else None
 
     @basic_auth.error_handler  # type: ignore[untyped-decorator]
     def _refused(status: int) -> Response:
@@ -172,6 +227,12 @@ def _init_error_handlers(app: Flask) -> None:
         log.warning("login impossible, the directory cannot be asked: %s", error)
         response = _json_error(503, "The login directory cannot be reached; try again later")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(TooManyLogins)
+    def _too_many(error: TooManyLogins) -> Response:
+        response = _json_error(429, f"Too many failed logins; try again in {error.retry_after} seconds")
+        response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(hal.QueryError)
@@ -232,7 +293,9 @@ class AuthToken(Resource):  # type: ignore[misc]
         token = create_access_token(identity=username)
         log.info("issued a token to %s", username)
         if not _wants_html():
-            return jsonify({"auth_token": token})
+            response = jsonify({"auth_token": token})
+            response.headers["Cache-Control"] = "no-store"
+            return response
         # A browser cannot send a bearer header when following links: give it the token as a cookie.
         response = Response(
             render_page({"auth_token": "(set as a cookie for this browser)", "_links": {

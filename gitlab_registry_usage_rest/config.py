@@ -77,6 +77,13 @@ class GeneralConfig:
     metrics_require_token: bool = False
     log_format: str = "text"
     log_level: str = "INFO"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    login_max_failures: int = 10
+    login_failure_window: datetime.timedelta = datetime.timedelta(minutes=10)
+    max_request_header_size: int = 16384
+    trusted_proxies: int = 0
 
     @property
     def effective_max_data_age(self) -> datetime.timedelta:
@@ -94,17 +101,34 @@ class LdapConfig:
     ca_file: str | None = None
     verify_certificates: bool = True
     timeout: float = 10.0
+    bind_dn: str | None = None
+    bind_password: str = field(default="", repr=False)
+    user_filter: str | None = None
+    group_dn: str | None = None
+    group_membership: str = "member"
+    start_tls: bool = True
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The servers, in fail-over order; a bare host means ``ldaps://`` as in the original."""
+        return tuple(host if "://" in host else f"ldaps://{host}" for host in _split_list(self.host))
 
     @property
     def url(self) -> str:
-        """The server URL: a bare host means ``ldaps://`` as in the original."""
-        return self.host if "://" in self.host else f"ldaps://{self.host}"
+        """The first server."""
+        return self.urls[0]
 
 
 @dataclass(frozen=True)
 class JwtConfig:
     secret_key: str = field(repr=False)
     auth_token_expires: datetime.timedelta = datetime.timedelta(weeks=2)
+    algorithm: str = "HS256"
+    # PEM files for RS256/ES256; the private key signs, the public key verifies.
+    private_key: str | None = field(default=None, repr=False)
+    public_key: str | None = None
+    issuer: str = "gitlab-registry-usage-rest"
+    audience: str = "gitlab-registry-usage-rest"
 
 
 @dataclass(frozen=True)
@@ -139,6 +163,15 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
     ("general", "metrics_require_token", "False", "require a bearer token for /metrics (open by default)"),
     ("general", "log_format", "text", "text or json (one object per line)"),
     ("general", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("general", "tls_cert", "", "PEM certificate (chain) to serve HTTPS; with tls_key; empty: plain HTTP"),
+    ("general", "tls_key", "", "PEM private key of tls_cert"),
+    ("general", "cors_origins", "*", "origins allowed to call the API from a browser, separated by spaces"),
+    ("general", "login_max_failures", "10",
+     "failed logins allowed per client address and per user name within login_failure_window"),
+    ("general", "login_failure_window", "10 minutes", "window in which failed logins are counted"),
+    ("general", "max_request_header_size", "16384", "largest request header block accepted, in bytes"),
+    ("general", "trusted_proxies", "0",
+     "reverse proxies in front that set X-Forwarded-For (client addresses for the login limit)"),
     ("ldap", "host", "myldap.com",
      "ldaps://host[:port], or ldap://host[:port] for StartTLS; a bare host means ldaps://"),
     ("ldap", "base_dn", "dc=example,dc=com", "subtree searched for the user"),
@@ -148,8 +181,20 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
     ("ldap", "ca_file", "", "PEM file of CA certificates for the LDAP server; empty: system CAs"),
     ("ldap", "verify_certificates", "True", "verify the LDAP server's certificate (keep it on)"),
     ("ldap", "timeout", "10 seconds", "connect and response timeout of LDAP requests"),
+    ("ldap", "bind_dn", "", "service account for the user search; empty: anonymous search"),
+    ("ldap", "bind_password", "", "password of bind_dn"),
+    ("ldap", "user_filter", "", "extra condition for users who may log in, e.g. (objectClass=inetOrgPerson)"),
+    ("ldap", "group_dn", "", "users must be members of this group; empty: no group membership check"),
+    ("ldap", "group_membership", "member", "how membership of group_dn is stored: member, uniqueMember, "
+     "memberUid (the group lists user names) or memberOf (the user lists groups)"),
+    ("ldap", "start_tls", "True", "with ldap:// URLs, StartTLS before anything is sent; False: plain LDAP"),
     ("jwt", "auth_token_expires", "2 weeks", "lifetime of the tokens /auth_token hands out"),
-    ("jwt", "secret_key", "", f"required, at least {MIN_SECRET_LENGTH} characters; {SECRET_HINT}"),
+    ("jwt", "secret_key", "", f"required for HS256, at least {MIN_SECRET_LENGTH} characters; {SECRET_HINT}"),
+    ("jwt", "algorithm", "HS256", "HS256 (secret_key), or RS256 / ES256 (private_key and public_key files)"),
+    ("jwt", "private_key", "", "PEM private key file that signs tokens (RS256, ES256)"),
+    ("jwt", "public_key", "", "PEM public key file that verifies tokens (RS256, ES256)"),
+    ("jwt", "issuer", "gitlab-registry-usage-rest", "iss claim set and required in tokens"),
+    ("jwt", "audience", "gitlab-registry-usage-rest", "aud claim set and required in tokens"),
     ("registry", "gitlab_base_url", "https://mygitlab.com/", "GitLab, which issues registry tokens at /jwt/auth"),
     ("registry", "registry_base_url", "https://registry.mygitlab.com/", "the container registry"),
     ("registry", "username", "root", "a GitLab administrator"),
@@ -160,7 +205,9 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
     ("registry", "timeout", "30 seconds", "builtin collector: timeout of each request"),
 )
 
-_SECRET_KEYS = frozenset({("jwt", "secret_key"), ("registry", "access_token")})
+_SECRET_KEYS = frozenset({("jwt", "secret_key"), ("registry", "access_token"), ("ldap", "bind_password")})
+GROUP_MEMBERSHIPS = ("member", "uniqueMember", "memberUid", "memberOf")
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
 
 
 def default_config_text() -> str:
@@ -239,10 +286,14 @@ def _http_url(text: str) -> str:
 
 
 def _ldap_host(text: str) -> str:
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        if scheme.lower() not in ("ldap", "ldaps") or not rest.strip("/"):
-            raise ValueError("expected a host, ldaps://host[:port] or ldap://host[:port]")
+    hosts = _split_list(text)
+    if not hosts:
+        raise ValueError("expected at least one host")
+    for host in hosts:
+        if "://" in host:
+            scheme, _, rest = host.partition("://")
+            if scheme.lower() not in ("ldap", "ldaps") or not rest.strip("/"):
+                raise ValueError("expected hosts as host, ldaps://host[:port] or ldap://host[:port]")
     return text
 
 
@@ -260,11 +311,49 @@ def _positive_duration(text: str) -> datetime.timedelta:
     return delta
 
 
-def _concurrency(text: str) -> int:
+def _bounded_int(text: str, low: int, high: int) -> int:
     value = int(text)
-    if not 1 <= value <= 256:
-        raise ValueError("expected a number from 1 to 256")
+    if not low <= value <= high:
+        raise ValueError(f"expected a number from {low} to {high}")
     return value
+
+
+def _concurrency(text: str) -> int:
+    return _bounded_int(text, 1, 256)
+
+
+def _exact_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        for choice in choices:
+            if text.lower() == choice.lower():
+                return choice
+        raise ValueError(f"expected one of: {', '.join(choices)}")
+
+    return convert
+
+
+def _split_list(text: str) -> list[str]:
+    return [item for item in re.split(r"[\s,]+", text) if item]
+
+
+def _ldap_filter(text: str) -> str:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if not (text.startswith("(") and text.endswith(")")) or depth != 0:
+        raise ValueError("expected an LDAP filter in parentheses, e.g. (objectClass=inetOrgPerson)")
+    return text
+
+
+def _readable_file(text: str) -> str | None:
+    """A file that must be readable; empty means none."""
+    if not text:
+        return None
+    if not os.access(text, os.R_OK) or os.path.isdir(text):
+        raise ValueError(f"cannot read {text!r}")
+    return text
 
 
 def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
@@ -283,8 +372,10 @@ def _collector(text: str) -> str:
     return text
 
 
-def _secret(section: _Section) -> str:
+def _secret(section: _Section, algorithm: str) -> str:
     secret = section.raw("secret_key") or ""
+    if algorithm != "HS256":
+        return secret
     if not secret:
         raise section.error("secret_key", f"is required; {SECRET_HINT}")
     if secret == ORIGINAL_DEFAULT_SECRET or len(set(secret)) == 1:
@@ -315,6 +406,18 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
     registry_timeout = registry.get("timeout", _seconds, defaults_r.timeout)
     if registry_timeout <= 0:
         raise registry.error("timeout", "must be longer than zero")
+    bind_dn = ldap.raw("bind_dn") or None
+    if bind_dn and not ldap.raw("bind_password"):
+        raise ldap.error("bind_password", "is required with bind_dn (an empty password would bind anonymously)")
+    tls_cert = general.get("tls_cert", _readable_file, None)
+    tls_key = general.get("tls_key", _readable_file, None)
+    if (tls_cert is None) != (tls_key is None):
+        raise general.error("tls_cert" if tls_cert is None else "tls_key", "tls_cert and tls_key go together")
+    algorithm = jwt.get("algorithm", _choice(JWT_ALGORITHMS, upper=True), "HS256")
+    private_key = jwt.get("private_key", _readable_file, None)
+    public_key = jwt.get("public_key", _readable_file, None)
+    if algorithm != "HS256" and (private_key is None or public_key is None):
+        raise jwt.error("private_key" if private_key is None else "public_key", f"is required with {algorithm}")
 
     return Config(
         general=GeneralConfig(
@@ -328,6 +431,15 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
             metrics_require_token=general.get("metrics_require_token", _bool, False),
             log_format=general.get("log_format", _choice(LOG_FORMATS), "text"),
             log_level=general.get("log_level", _choice(LOG_LEVELS, upper=True), "INFO"),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            cors_origins=tuple(general.get("cors_origins", _split_list, ["*"])) or ("*",),
+            login_max_failures=general.get("login_max_failures", lambda text: _bounded_int(text, 1, 10**6), 10),
+            login_failure_window=general.get("login_failure_window", _positive_duration,
+                                             datetime.timedelta(minutes=10)),
+            max_request_header_size=general.get("max_request_header_size",
+                                                lambda text: _bounded_int(text, 1024, 1 << 20), 16384),
+            trusted_proxies=general.get("trusted_proxies", lambda text: _bounded_int(text, 0, 10), 0),
         ),
         ldap=LdapConfig(
             host=ldap.get("host", _ldap_host, defaults_l.host),
@@ -338,10 +450,21 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>") ->
             ca_file=ca_file,
             verify_certificates=ldap.get("verify_certificates", _bool, True),
             timeout=timeout,
+            bind_dn=bind_dn,
+            bind_password=ldap.raw("bind_password") or "",
+            user_filter=ldap.get("user_filter", lambda text: _ldap_filter(text) if text else "", "") or None,
+            group_dn=ldap.raw("group_dn") or None,
+            group_membership=ldap.get("group_membership", _exact_choice(GROUP_MEMBERSHIPS), "member"),
+            start_tls=ldap.get("start_tls", _bool, True),
         ),
         jwt=JwtConfig(
-            secret_key=_secret(jwt),
+            secret_key=_secret(jwt, algorithm),
             auth_token_expires=jwt.get("auth_token_expires", _positive_duration, datetime.timedelta(weeks=2)),
+            algorithm=algorithm,
+            private_key=private_key,
+            public_key=public_key,
+            issuer=jwt.get("issuer", str, "gitlab-registry-usage-rest"),
+            audience=jwt.get("audience", str, "gitlab-registry-usage-rest"),
         ),
         registry=RegistryConfig(
             gitlab_base_url=registry.get("gitlab_base_url", _http_url, defaults_r.gitlab_base_url),

@@ -9,6 +9,7 @@ from types import FrameType
 from typing import Callable
 
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import run_simple
@@ -17,6 +18,8 @@ from .collector import Refresher
 from .config import GeneralConfig
 
 log = logging.getLogger(__name__)
+
+MAX_REQUEST_BODY = 64 * 1024
 
 
 def serve(app: Flask, general: GeneralConfig, refresher: Refresher | None = None,
@@ -38,7 +41,13 @@ def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str],
                    refresher: Refresher | None) -> None:
     prefix = "" if general.server_prefix == "/" else general.server_prefix
     dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})  # type: ignore[no-untyped-call]
+    # The Server header names no version.
     server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage")
+    # Bounded headers and bodies (the API takes no bodies): cheroot answers 413 or 414 beyond them.
+    server.max_request_header_size = general.max_request_header_size
+    server.max_request_body_size = MAX_REQUEST_BODY
+    if general.tls_cert and general.tls_key:
+        server.ssl_adapter = BuiltinSSLAdapter(general.tls_cert, general.tls_key)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -51,7 +60,8 @@ def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str],
     server.prepare()  # binds now, so a busy port fails here with a clear OSError
     thread = threading.Thread(target=server.serve, name="http", daemon=True)
     thread.start()
-    url = f"http://{general.socket_host}:{server.bind_addr[1]}{prefix}"
+    scheme = "https" if server.ssl_adapter is not None else "http"
+    url = f"{scheme}://{general.socket_host}:{server.bind_addr[1]}{prefix}"
     log.info("serving on %s", url)
     if on_ready is not None:
         on_ready(url)
@@ -72,4 +82,6 @@ def _serve_debug(app: Flask, general: GeneralConfig) -> None:
     if general.server_prefix != "/":
         wsgi_app = DispatcherMiddleware(Flask("debugging_frontend"), {general.server_prefix: app})  # type: ignore[assignment]
     log.warning("debug mode: Werkzeug development server with the interactive debugger; never expose it")
-    run_simple(general.socket_host, general.socket_port, wsgi_app, use_debugger=True, use_reloader=False)
+    ssl_context = (general.tls_cert, general.tls_key) if general.tls_cert and general.tls_key else None
+    run_simple(general.socket_host, general.socket_port, wsgi_app, use_debugger=True, use_reloader=False,
+               ssl_context=ssl_context)

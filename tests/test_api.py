@@ -114,9 +114,11 @@ def test_auth_token_returns_a_jwt_for_valid_credentials(client: FlaskClient) -> 
     assert response.mimetype == "application/json"
     body = response.get_json()
     assert list(body) == ["auth_token"]
-    claims = pyjwt.decode(body["auth_token"], SECRET, algorithms=["HS256"])
+    claims = pyjwt.decode(body["auth_token"], SECRET, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
     assert claims["sub"] == "alice"
     assert claims["exp"] - claims["iat"] == 3600
+    assert claims["jti"]
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize(
@@ -143,11 +145,15 @@ def test_directory_down_is_503_not_500(client: FlaskClient, directory: FakeDirec
 
 # --- tokens ------------------------------------------------------------------------------------
 
-def forge(secret: str = SECRET, **claims: Any) -> str:
+ISSUER = AUDIENCE = "gitlab-registry-usage-rest"
+
+
+def forge(secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    """A token as the service issues it, with whatever claims the test changes."""
     now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
     payload = {"sub": "alice", "iat": now, "nbf": now, "exp": now + 600, "type": "access", "jti": "x",
-               "fresh": False, **claims}
-    return pyjwt.encode(payload, secret, algorithm="HS256")
+               "fresh": False, "iss": ISSUER, "aud": AUDIENCE, **claims}
+    return pyjwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm=algorithm)
 
 
 def unsigned_token() -> str:
@@ -167,8 +173,14 @@ def unsigned_token() -> str:
         ({"Authorization": f"Bearer {forge(exp=1000, iat=900, nbf=900)}"}, "Token has expired"),
         ({"Authorization": f"Bearer {unsigned_token()}"}, None),
         ({"Authorization": "Token abc"}, None),
+        ({"Authorization": f"Bearer {forge(aud='another-service')}"}, "Audience doesn't match"),
+        ({"Authorization": f"Bearer {forge(aud=None)}"}, 'Token is missing the "aud" claim'),
+        ({"Authorization": f"Bearer {forge(iss='someone-else')}"}, "Invalid issuer"),
+        ({"Authorization": f"Bearer {forge(secret=SECRET * 2, algorithm='HS512')}"}, "The specified alg value is not allowed"),
+        ({"Authorization": f"Bearer {forge(type='refresh')}"}, None),
     ],
-    ids=["missing", "garbage", "one-segment", "wrong-secret", "expired", "alg-none", "wrong-scheme"],
+    ids=["missing", "garbage", "one-segment", "wrong-secret", "expired", "alg-none", "wrong-scheme",
+         "wrong-audience", "no-audience", "wrong-issuer", "other-algorithm", "refresh-type"],
 )
 @pytest.mark.parametrize("url", ["/repositories", "/repositories/group%2Ftags", "/repositories/group/tags/tags/v1"])
 def test_every_token_problem_is_401_json(
