@@ -119,7 +119,7 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
     """/health, /metrics, and one log line and one counted request per request."""
     max_age = config.general.effective_max_data_age.total_seconds()
 
-    @app.get("/health")
+    @app.get("/health", endpoint="health")
     def _health() -> Response:
         status, document = health(snapshots.current(), refresh.current(), clock(), max_age)
         response = jsonify(document)
@@ -127,7 +127,7 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.get("/metrics")
+    @app.get("/metrics", endpoint="metrics")
     def _metrics() -> Response:
         if config.general.metrics_require_token:
             verify_jwt_in_request(locations=["headers"])

@@ -218,7 +218,8 @@ def _paging_links(path: str, options: Options, total: int) -> Document:
     if window.offset + window.limit < total:
         links["next"] = href(window.offset + window.limit)
     if window.offset > 0:
-        links["prev"] = href(max(0, window.offset - window.limit))
+        # From past the end, back to the last page that has items.
+        links["prev"] = href(max(0, min(window.offset, total) - window.limit))
     return links
 
 

@@ -51,7 +51,8 @@ def decode(data: bytes) -> Snapshot:
     """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 file."""
     try:
         document = json.loads(data)
-    except ValueError as error:  # includes UnicodeDecodeError
+    # ValueError includes UnicodeDecodeError; RecursionError is what deeply nested brackets give.
+    except (ValueError, RecursionError) as error:
         raise SnapshotFileError(f"not JSON ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise SnapshotFileError("not a snapshot file")
@@ -61,26 +62,26 @@ def decode(data: bytes) -> Snapshot:
     try:
         return Snapshot(
             timestamp=_number(document["timestamp"]),
-            repositories=tuple(_repository(entry) for entry in document["repositories"]),
-            errors=tuple(_text(error) for error in document["errors"]),
+            repositories=tuple(_repository(entry) for entry in _array(document["repositories"])),
+            errors=tuple(_text(error) for error in _array(document["errors"])),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise SnapshotFileError(f"malformed content ({type(error).__name__}: {error})") from None
 
 
 def _repository(entry: Any) -> RepositoryUsage:
-    name, size, disk_size, unique_size, tags = entry
+    name, size, disk_size, unique_size, tags = _array(entry)
     return RepositoryUsage(
         name=_text(name),
         size=_size(size, nullable=True),
         disk_size=_size(disk_size, nullable=True),
         unique_size=_size(unique_size, nullable=True),
-        tags=None if tags is None else tuple(_tag(tag) for tag in tags),
+        tags=None if tags is None else tuple(_tag(tag) for tag in _array(tags)),
     )
 
 
 def _tag(entry: Any) -> TagUsage:
-    name, size, disk_size, unique_size, digest, media_type, platforms = entry
+    name, size, disk_size, unique_size, digest, media_type, platforms = _array(entry)
     return TagUsage(
         name=_text(name),
         size=_size(size),
@@ -88,8 +89,15 @@ def _tag(entry: Any) -> TagUsage:
         unique_size=_size(unique_size),
         digest=None if digest is None else _text(digest),
         media_type=None if media_type is None else _text(media_type),
-        platforms=tuple(_text(platform) for platform in platforms),
+        platforms=tuple(_text(platform) for platform in _array(platforms)),
     )
+
+
+def _array(value: Any) -> list[Any]:
+    # Iterating a string or an object would also "work", giving its characters or keys as items.
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array, found {value!r:.40}")
+    return value
 
 
 def _text(value: Any) -> str:
@@ -135,7 +143,11 @@ class DataFile:
                 os.close(directory)
         except OSError as error:
             log.error("could not write the data file %s: %s", self.path, error)
-            temporary.unlink(missing_ok=True)
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError as cleanup_error:
+                # E.g. the folder is a file (ENOTDIR): the caller must still get False, not an exception.
+                log.debug("no temporary file %s to remove: %s", temporary, cleanup_error)
             return False
         log.debug("data file %s written", self.path)
         return True
@@ -154,7 +166,7 @@ class DataFile:
         try:
             snapshot = decode(data)
         except SnapshotFileError as error:
-            aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+            aside = self._aside_path()
             try:
                 os.replace(self.path, aside)
                 where = f"moved to {aside}"
@@ -168,3 +180,11 @@ class DataFile:
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.timestamp)), time.monotonic() - started,
         )
         return snapshot
+
+    def _aside_path(self) -> Path:
+        """A name no earlier unreadable file took: os.replace onto one from the same second would delete it."""
+        stem = f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+        aside, number = self.path.with_name(stem), 1
+        while aside.exists():
+            aside, number = self.path.with_name(f"{stem}.{number}"), number + 1
+        return aside
