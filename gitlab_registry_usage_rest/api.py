@@ -75,6 +75,8 @@ def create_app(
     general, jwt_config = config.general, config.jwt
     throttle = LoginThrottle(general.login_max_failures, general.login_failure_window.total_seconds(), clock)
     app = Flask(__name__)
+    # Werkzeug would answer "//" in a path with an HTML redirect; to us it is an empty name: a JSON 404.
+    app.url_map.merge_slashes = False
     app.config.update(
         DEBUG=general.debug,
         # Without this, Flask-RESTful turns JWT errors into 500s outside debug mode (flask-jwt-extended#86).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +112,30 @@ def test_registry_down_keeps_data_and_the_next_refresh_recovers(
     own_registry.start()
     assert refresher.run_once()
     assert holder.current() is not good
+
+
+def test_a_crawl_longer_than_the_interval_is_followed_at_once_never_overlapped() -> None:
+    spans: list[tuple[float, float]] = []
+    finished = threading.Semaphore(0)
+
+    class SlowCrawler:
+        def cancel(self) -> None:
+            """Nothing to interrupt in this test."""
+
+        def crawl(self) -> Listing:
+            started = time.monotonic()
+            threading.Event().wait(0.15)  # the crawl's own work: longer than the 0.05 s interval
+            spans.append((started, time.monotonic()))
+            finished.release()
+            return one_repo("a")
+
+    refresher = Refresher(SlowCrawler(), SnapshotHolder(), RefreshState(), interval=0.05)
+    refresher.start()
+    try:
+        for _ in range(3):
+            assert finished.acquire(timeout=5)
+    finally:
+        refresher.stop()
+    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+        assert next_start >= end, "refreshes never overlap"
+        assert next_start - end < 0.1, "the next one starts at once"
