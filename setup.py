@@ -12,6 +12,7 @@ setup(
     # Ranges, not pins: the original broke when Flask 2.1 came out because nothing bounded it.
     # constraints.txt holds the exact versions CI and the Dockerfile install.
     install_requires=[
+        "Brotli>=1.1,<2",
         "cheroot>=10,<12",
         "Flask>=3.0,<4",
         "Flask-Cors>=5,<7",

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from functools import wraps
-from typing import Any, Callable, Protocol, TypeVar, cast
+from typing import Any, Callable, Hashable, Protocol, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, g, jsonify, request
@@ -22,6 +22,7 @@ from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity
 from flask_restful import Resource
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import http_date
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import hal
@@ -29,6 +30,8 @@ from .config import Config
 from .health import health
 from .html import CONTENT_SECURITY_POLICY, render_page
 from .metrics import Metrics
+from .model import Snapshot
+from .rendering import COMPRESS_MIN_BYTES, RenderCache, Rendered, make_etag
 from .state import RefreshState, SnapshotHolder
 from .throttle import LoginThrottle
 
@@ -110,8 +113,9 @@ def create_app(
     api.add_resource(
         AuthToken, "/auth_token", resource_class_kwargs={"basic_auth": basic_auth, "app": app}
     )
-    api.add_resource(Repositories, "/repositories", resource_class_kwargs={"snapshots": snapshots})
-    api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs={"snapshots": snapshots})
+    data = {"snapshots": snapshots, "cache": RenderCache()}
+    api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
+    api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
     _init_operations(app, config, snapshots, refresh, metrics, clock)
     return app
 
@@ -268,12 +272,57 @@ def _token_required(method: F) -> F:
     return cast(F, wrapper)
 
 
-def _document_response(document: dict[str, Any], title: str) -> Response:
-    if _wants_html():
-        response = Response(render_page(document, title), mimetype="text/html")
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        return response
-    return Response(json.dumps(document) + "\n", mimetype=HAL_JSON)
+def _render(document: dict[str, Any], title: str, html: bool) -> Rendered:
+    if html:
+        body = render_page(document, title).encode()
+        return Rendered(body, "text/html", make_etag(body))
+    # As flask-restful's output_json: json.dumps with default separators and a newline.
+    body = (json.dumps(document) + "\n").encode()
+    return Rendered(body, HAL_JSON, make_etag(body))
+
+
+def _respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, options: hal.Options,
+             build: Callable[[], dict[str, Any]], title: str) -> Response:
+    """A data response: rendered once per snapshot, validated by ETag and Last-Modified, compressed."""
+    html = _wants_html()
+    if snapshot is None:  # nothing collected yet: nothing worth caching or validating
+        rendered = _render(build(), title, html)
+        return Response(rendered.body, mimetype=rendered.mimetype)
+    rendered = cache.get(snapshot, (target, options, html), lambda: _render(build(), title, html))
+    encoding = _encoding(rendered)
+    headers = {
+        "ETag": f'"{rendered.etag}{"-" + encoding if encoding else ""}"',
+        "Last-Modified": http_date(snapshot.timestamp),
+        # The data is per-user authorised: browsers may keep it but must revalidate; proxies must not share it.
+        "Cache-Control": "private, no-cache",
+        "Vary": "Accept, Accept-Encoding, Authorization",
+    }
+    if html:
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    if _not_modified(rendered.etag, snapshot.timestamp):
+        return Response(status=304, headers=headers)
+    if encoding is None:
+        return Response(rendered.body, mimetype=rendered.mimetype, headers=headers)
+    response = Response(rendered.encoded(encoding), mimetype=rendered.mimetype, headers=headers)
+    response.headers["Content-Encoding"] = encoding
+    return response
+
+
+def _encoding(rendered: Rendered) -> str | None:
+    """brotli or gzip, as the client prefers (brotli on a tie), for bodies worth compressing."""
+    if len(rendered.body) < COMPRESS_MIN_BYTES:
+        return None
+    accepted = request.accept_encodings
+    best = max(("br", "gzip"), key=lambda encoding: accepted[encoding])
+    return best if accepted[best] > 0 else None
+
+
+def _not_modified(etag: str, timestamp: float) -> bool:
+    """If-None-Match against any encoding of these bytes; otherwise If-Modified-Since."""
+    if request.if_none_match:
+        return any(request.if_none_match.contains_weak(etag + suffix) for suffix in ("", "-gzip", "-br"))
+    since = request.if_modified_since
+    return since is not None and int(timestamp) <= since.timestamp()
 
 
 def _options(prefix_allowed: bool = False) -> hal.Options:
@@ -322,13 +371,14 @@ class Repositories(Resource):  # type: ignore[misc]
 
     method_decorators = [_token_required]
 
-    def __init__(self, snapshots: SnapshotHolder) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache) -> None:
         self._snapshots = snapshots
+        self._cache = cache
 
     def get(self) -> Response:
-        return _document_response(
-            hal.repositories_document(self._snapshots.current(), _options(prefix_allowed=True)), "Repositories"
-        )
+        snapshot, options = self._snapshots.current(), _options(prefix_allowed=True)
+        return _respond(self._cache, snapshot, "repositories", options,
+                        lambda: hal.repositories_document(snapshot, options), "Repositories")
 
 
 class RepositoryPath(Resource):  # type: ignore[misc]
@@ -336,8 +386,9 @@ class RepositoryPath(Resource):  # type: ignore[misc]
 
     method_decorators = [_token_required]
 
-    def __init__(self, snapshots: SnapshotHolder) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache) -> None:
         self._snapshots = snapshots
+        self._cache = cache
 
     def get(self, path: str) -> Response:
         snapshot = self._snapshots.current()
@@ -353,9 +404,9 @@ class RepositoryPath(Resource):  # type: ignore[misc]
         if found is None:
             shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
             return _json_error(404, f'The resource "{shown}" does not exist')
-        target = found[0]
+        target, options = found[0], _options()
         title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
-        return _document_response(hal.render(snapshot, found, _options()), title)
+        return _respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
 
 
 def _raw_subpath(path: str) -> str:
