@@ -14,3 +14,10 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """One running slapd for the session; a test that stops it must start it again."""
     with Slapd(tmp_path_factory.mktemp("slapd")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def strict_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A slapd that lets anonymous clients only bind: searching takes the ``reader`` service account."""
+    with Slapd(tmp_path_factory.mktemp("strict-slapd"), anonymous_search=False) as server:
+        yield server

@@ -2,6 +2,11 @@
 
 It never touches the system's slapd service or /etc/ldap/slapd.d: everything slapd reads or writes is under
 the work folder it is given, and it runs as the current user.
+
+Two access policies: the default lets anonymous clients search (as the original expects), the strict one
+(``anonymous_search=False``) lets them only authenticate, so the search needs the ``reader`` service account.
+Groups come in the three shapes directories use (groupOfNames, groupOfUniqueNames, posixGroup), and users carry
+``memberOf`` for their groupOfNames groups.
 """
 
 from __future__ import annotations
@@ -91,6 +96,32 @@ TWINS = (
 ADMIN = LdapAccount(f"cn=admin,{BASE_DN}", "admin-secret")
 READER = LdapAccount(f"cn=reader,{BASE_DN}", "reader-secret")
 ADMIN_GROUP_DN = f"cn=registry-admins,{GROUPS_DN}"
+UNIQUE_GROUP_DN = f"cn=registry-unique,{GROUPS_DN}"
+POSIX_GROUP_DN = f"cn=registry-posix,{GROUPS_DN}"
+# A name with characters that are special in filters, for a group DN that goes into a (memberOf=...) filter.
+PUNCTUATED_GROUP_DN = f"cn=registry (ops*),{GROUPS_DN}"
+
+
+@dataclass(frozen=True)
+class LdapGroup:
+    """A group in the test directory: its DN, its object class and the uids of its members."""
+
+    dn: str
+    object_class: str
+    members: tuple[str, ...]
+
+
+# How each group object class lists its members: by DN, or (posixGroup) by uid.
+MEMBER_ATTRIBUTE = {"groupOfNames": "member", "groupOfUniqueNames": "uniqueMember", "posixGroup": "memberUid"}
+# alice is in every group and bob in none; émile is only in the groupOfNames (memberUid is an IA5String, so a
+# posixGroup cannot even name him). The users whose names are special in filters are in all of them, so a DN or
+# uid that reaches a filter unescaped shows up as a refused member (or an invalid filter).
+GROUPS = (
+    LdapGroup(ADMIN_GROUP_DN, "groupOfNames", ("alice", "émile", "paren(x)", "star*")),
+    LdapGroup(UNIQUE_GROUP_DN, "groupOfUniqueNames", ("alice", "paren(x)", "star*")),
+    LdapGroup(POSIX_GROUP_DN, "posixGroup", ("alice", "paren(x)", "star*")),
+    LdapGroup(PUNCTUATED_GROUP_DN, "groupOfNames", ("alice",)),
+)
 
 
 class SlapdError(RuntimeError):
@@ -203,14 +234,23 @@ def _directory_ldif() -> str:
                                  ("cn", "reader"), ("userPassword", ssha(READER.password))]),
     ]
     for number, user in enumerate(USERS + TWINS, start=10001):
+        # slapadd does not run overlays, so the memberof overlay would leave these out: they are written here, as
+        # the overlay writes them when a group changes over LDAP (it only covers groupOfNames with member).
+        member_of = [("memberOf", group.dn) for group in GROUPS
+                     if group.object_class == "groupOfNames" and user.uid in group.members]
         records.append(_ldif_record(user.dn, [
             ("objectClass", "inetOrgPerson"), ("objectClass", "posixAccount"),
             ("uid", user.uid), ("cn", user.uid), ("sn", user.uid),
             ("uidNumber", str(number)), ("gidNumber", user.gid), ("homeDirectory", f"/home/{number}"),
-            ("userPassword", ssha(user.password)),
+            ("userPassword", ssha(user.password)), *member_of,
         ]))
-    records.append(_ldif_record(ADMIN_GROUP_DN, [("objectClass", "groupOfNames"), ("cn", "registry-admins"),
-                                                 ("member", USERS[0].dn)]))
+    users = {user.uid: user for user in USERS}
+    for number, group in enumerate(GROUPS, start=3001):
+        attribute = MEMBER_ATTRIBUTE[group.object_class]
+        members = [(attribute, uid if attribute == "memberUid" else users[uid].dn) for uid in group.members]
+        extra = [("gidNumber", str(number))] if group.object_class == "posixGroup" else []
+        cn = group.dn.split(",")[0].removeprefix("cn=")
+        records.append(_ldif_record(group.dn, [("objectClass", group.object_class), ("cn", cn), *extra, *members]))
     return "".join(records)
 
 
@@ -224,11 +264,12 @@ def _free_ports(count: int) -> list[int]:
 class Slapd:
     """A real slapd with the directory above; ``stop()`` and ``start()`` repeat on the same ports and data."""
 
-    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None, *, anonymous_search: bool = True) -> None:
         for binary in (SLAPD, SLAPADD):
             if not binary.exists():
                 raise SlapdError(f"{binary} is missing: install the Debian packages slapd and ldap-utils")
         self._workdir = workdir
+        self._anonymous_search = anonymous_search
         self._tls = tls if tls is not None else make_ca(workdir / "tls")
         self._ldap_port, self._ldaps_port = _free_ports(2)
         self._log_file = workdir / "slapd.log"
@@ -285,8 +326,33 @@ class Slapd:
 
     @property
     def admin_group_dn(self) -> str:
-        """A groupOfNames whose only member is alice."""
+        """A groupOfNames with alice and émile (not bob) as members."""
         return ADMIN_GROUP_DN
+
+    @property
+    def anonymous_search(self) -> bool:
+        """Whether anonymous clients may search; if not, they may only bind (and ``reader`` must search)."""
+        return self._anonymous_search
+
+    @property
+    def group_dns(self) -> dict[str, str]:
+        """For each way of storing membership (the config's ``group_membership``), a group that stores it so."""
+        return {
+            "member": ADMIN_GROUP_DN,
+            "uniqueMember": UNIQUE_GROUP_DN,
+            "memberUid": POSIX_GROUP_DN,
+            "memberOf": ADMIN_GROUP_DN,
+        }
+
+    @property
+    def punctuated_group_dn(self) -> str:
+        """A groupOfNames named with parentheses and an asterisk; alice is its only member."""
+        return PUNCTUATED_GROUP_DN
+
+    @property
+    def group_members(self) -> dict[str, frozenset[str]]:
+        """The uids of each group's members, by group DN."""
+        return {group.dn: frozenset(group.members) for group in GROUPS}
 
     def _config_text(self) -> str:
         lines = [f'include "{SCHEMA_DIR / name}.schema"' for name in ("core", "cosine", "nis", "inetorgperson")]
@@ -296,6 +362,7 @@ class Slapd:
             f'argsfile "{self._workdir / "slapd.args"}"',
             f'modulepath "{MODULE_DIR}"',
             "moduleload back_mdb",
+            "moduleload memberof",
             f'TLSCACertificateFile "{self._tls.ca_cert}"',
             f'TLSCertificateFile "{self._tls.server_cert}"',
             f'TLSCertificateKeyFile "{self._tls.server_key}"',
@@ -305,9 +372,17 @@ class Slapd:
             f'suffix "{BASE_DN}"',
             f'rootdn "{ADMIN.dn}"',
             f"rootpw {ssha(ADMIN.password)}",
+            # Defines memberOf (which the LDIF then sets itself, as slapadd bypasses overlays) and keeps it in step
+            # with groupOfNames changed over LDAP.
+            "overlay memberof",
             "access to attrs=userPassword by self write by anonymous auth by * none",
-            "access to * by * read",
         ]
+        if self._anonymous_search:
+            lines.append("access to * by * read")
+        else:
+            # Anonymous clients may bind and nothing else: slapd answers their searches insufficientAccessRights
+            # ("auth" implies "disclose", so the base is not hidden behind noSuchObject).
+            lines.append(f'access to * by dn.exact="{READER.dn}" read by self read by anonymous auth by * none')
         return "\n".join(lines) + "\n"
 
     def _load_directory(self) -> None:
@@ -375,15 +450,18 @@ class Slapd:
                 raise SlapdError(f"slapd exited with status {status}:\n{self._log_tail()}")
 
     def _probe(self) -> None:
-        """Raise unless both ports accept connections and an anonymous search over StartTLS works."""
+        """Raise unless both ports accept connections and a search as ``reader`` over StartTLS works."""
         socket.create_connection(("127.0.0.1", self._ldaps_port), timeout=1).close()
         # Readiness only: certificate checks are what the tests themselves are about.
         server = ldap3.Server(self.ldap_url, tls=ldap3.Tls(validate=ssl.CERT_NONE), connect_timeout=1,
                               get_info=ldap3.NONE)
-        connection = ldap3.Connection(server, receive_timeout=1)
+        # As reader, which both access policies let search.
+        connection = ldap3.Connection(server, user=READER.dn, password=READER.password, receive_timeout=1)
         try:
             connection.open()
             connection.start_tls(read_server_info=False)
+            if not connection.bind():
+                raise SlapdError(f"bind as {READER.dn} failed: {connection.result['description']}")
             if not connection.search(BASE_DN, "(objectClass=*)", search_scope=ldap3.BASE):
                 raise SlapdError(f"search of {BASE_DN} failed: {connection.result['description']}")
         finally:
