@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from functools import wraps
 from typing import Any, Callable, Hashable, Protocol, TypeVar, cast
 from urllib.parse import quote, urlsplit
@@ -18,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from flask_httpauth import HTTPBasicAuth
-from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, verify_jwt_in_request
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
 from flask_restful import Resource
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
@@ -113,7 +115,7 @@ def create_app(
     api.add_resource(
         AuthToken, "/auth_token", resource_class_kwargs={"basic_auth": basic_auth, "app": app}
     )
-    data = {"snapshots": snapshots, "cache": RenderCache()}
+    data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": _VerifiedTokens()}
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
     _init_operations(app, config, snapshots, refresh, metrics, clock)
@@ -146,11 +148,12 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["X-Frame-Options"] = "DENY"
         if request.is_secure:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+            headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
     @app.after_request
@@ -259,15 +262,53 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.best_match([HAL_JSON, "text/html"]) == "text/html"
 
 
+class _VerifiedTokens:
+    """Tokens this process has fully verified, with their subject and expiry, so a client that sends the
+    same token again (every dashboard poll) costs a dictionary lookup instead of a full JWT decode.
+
+    Only tokens that passed verification are kept, keyed by their exact text (which cannot be forged
+    without the key), and each still expires at its own ``exp``.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def subject(self, token: str) -> str | None:
+        with self._lock:
+            entry = self._tokens.get(token)
+            if entry is None:
+                return None
+            if entry[1] <= time.time():
+                del self._tokens[token]
+                return None
+            self._tokens.move_to_end(token)
+            return entry[0]
+
+    def add(self, token: str, subject: str, expires: float) -> None:
+        with self._lock:
+            self._tokens[token] = (subject, expires)
+            while len(self._tokens) > self._size:
+                self._tokens.popitem(last=False)
+
+
 def _token_required(method: F) -> F:
     """Accept the bearer header; a browser without one may use the cookie ``/auth_token`` set for it."""
 
     @wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        use_cookie = "Authorization" not in request.headers and _wants_html()
-        verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
-        g.user = get_jwt_identity()
-        return method(*args, **kwargs)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+        subject = self.tokens.subject(token) if token else None
+        if subject is None:
+            use_cookie = not header and _wants_html()
+            verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
+            subject = get_jwt_identity()
+            if token:
+                self.tokens.add(token, subject, get_jwt()["exp"])
+        g.user = subject
+        return method(self, *args, **kwargs)
 
     return cast(F, wrapper)
 
@@ -369,12 +410,12 @@ class AuthToken(Resource):  # type: ignore[misc]
 class Repositories(Resource):  # type: ignore[misc]
     """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
 
-    method_decorators = [_token_required]
-
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: _VerifiedTokens) -> None:
         self._snapshots = snapshots
         self._cache = cache
+        self.tokens = tokens
 
+    @_token_required
     def get(self) -> Response:
         snapshot, options = self._snapshots.current(), _options(prefix_allowed=True)
         return _respond(self._cache, snapshot, "repositories", options,
@@ -384,12 +425,12 @@ class Repositories(Resource):  # type: ignore[misc]
 class RepositoryPath(Resource):  # type: ignore[misc]
     """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
 
-    method_decorators = [_token_required]
-
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: _VerifiedTokens) -> None:
         self._snapshots = snapshots
         self._cache = cache
+        self.tokens = tokens
 
+    @_token_required
     def get(self, path: str) -> Response:
         snapshot = self._snapshots.current()
         if snapshot is None:
