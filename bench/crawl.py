@@ -100,6 +100,15 @@ class Run:
     seconds: float
     requests: int
     listing: Listing
+    rss_mib: float
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (the crawlers run in it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def proxied(registry: str, gitlab: str, latency_ms: float, ports: tuple[int, int],
@@ -111,7 +120,7 @@ def proxied(registry: str, gitlab: str, latency_ms: float, ports: tuple[int, int
         seconds = time.perf_counter() - started
     finally:
         requests_made = registry_proxy.stop_and_count() + gitlab_proxy.stop_and_count()
-    return Run(name, seconds, requests_made, listing)
+    return Run(name, seconds, requests_made, listing, rss_mib())
 
 
 def manifest_rate(url: str, token: str, connections: int, seconds: float = 3.0) -> float:
@@ -197,11 +206,11 @@ def main() -> None:
 
     nominal = args.latency_ms / 1000
     print(f"\n{'crawler':<32} {'wall (s)':>8} {'requests':>8} {'req/s':>6} {'vs library':>10} "
-          f"{'bound (s)':>9} {'bound, effective latency (s)':>29}")
+          f"{'bound (s)':>9} {'bound, effective latency (s)':>29} {'RSS after (MiB)':>16}")
     for run in (library, first, second):
         bounds = ("", "") if run is library else (f"{bound(run, nominal):.1f}", f"{bound(run, effective_latency):.1f}")
         print(f"{run.name:<32} {run.seconds:>8.1f} {run.requests:>8} {run.requests / run.seconds:>6.0f} "
-              f"{library.seconds / run.seconds:>9.1f}x {bounds[0]:>9} {bounds[1]:>29}")
+              f"{library.seconds / run.seconds:>9.1f}x {bounds[0]:>9} {bounds[1]:>29} {run.rss_mib:>16.0f}")
     same = figures(library.listing) == figures(first.listing) == figures(second.listing)
     print(f"\nfigures identical across the three crawls: {same}")
     print(f"builtin first crawl: {library.seconds / first.seconds:.1f}x faster (target >= 20x), "
