@@ -142,3 +142,16 @@ def test_sigterm_stops_the_service_within_seconds(
         code, seconds = process.stop(sig)
         assert code == 0, process.log()
         assert seconds < 5
+
+
+def test_directory_down_is_503_and_recovers_without_restart(service: ServiceProcess, slapd: Slapd) -> None:
+    alice = slapd.users["alice"]
+    slapd.stop()
+    try:
+        response = service.get("/auth_token", auth=(alice.uid, alice.password))
+        assert response.status_code == 503
+        assert response.json() == {"message": "The login directory cannot be reached; try again later"}
+        assert int(response.headers["Retry-After"]) > 0
+    finally:
+        slapd.start()
+    assert service.get("/auth_token", auth=(alice.uid, alice.password)).status_code == 200
