@@ -19,6 +19,7 @@ from .config import (
     ConfigError,
     default_config_text,
     effective_config_text,
+    environment_overrides,
     load_config,
     parse_config,
     unknown_keys,
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_demo(args.port)
     try:
         parser = load_config(args.config_filename)
-        config = parse_config(parser, source=args.config_filename)
+        config = parse_config(parser, source=args.config_filename, from_environment=environment_overrides())
     except ConfigError as error:
         sys.stderr.write(f"{PROG}: error: {error}\n")
         return 2

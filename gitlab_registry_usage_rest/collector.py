@@ -65,9 +65,9 @@ class Refresher:
             log.debug("refresh failure details", exc_info=True)
             return False
         self._snapshots.replace(snapshot)
-        if self._on_snapshot is not None:
-            self._on_snapshot(snapshot)
         self._state.finished(self._clock(), None)
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)  # the data file: written after the data is served and counted
         tags = sum(len(repository.tags or ()) for repository in snapshot.repositories)
         requests = self._state.current().requests
         seconds = self._clock() - started

@@ -226,12 +226,16 @@ def default_config_text() -> str:
 class _Section:
     """Reads typed values out of one INI section, turning every failure into a ``ConfigError``."""
 
-    def __init__(self, parser: configparser.ConfigParser, name: str, source: str) -> None:
+    def __init__(self, parser: configparser.ConfigParser, name: str, source: str,
+                 from_environment: frozenset[tuple[str, str]] = frozenset()) -> None:
         self._values = parser[name] if parser.has_section(name) else {}
         self._name = name
         self._source = source
+        self._from_environment = from_environment
 
     def error(self, key: str, message: str) -> ConfigError:
+        if (self._name, key) in self._from_environment:
+            return ConfigError(f"{environment_variable(self._name, key)} ([{self._name}] {key}): {message}")
         return ConfigError(f"{self._source}: [{self._name}] {key}: {message}")
 
     def raw(self, key: str) -> str | None:
@@ -389,12 +393,14 @@ def _secret(section: _Section, algorithm: str) -> str:
     return secret
 
 
-def parse_config(parser: configparser.ConfigParser, source: str = "<config>") -> Config:
-    """Validate every key of an already read INI file and freeze the result."""
-    general = _Section(parser, "general", source)
-    ldap = _Section(parser, "ldap", source)
-    jwt = _Section(parser, "jwt", source)
-    registry = _Section(parser, "registry", source)
+def parse_config(parser: configparser.ConfigParser, source: str = "<config>",
+                 from_environment: frozenset[tuple[str, str]] = frozenset()) -> Config:
+    """Validate every key of an already read INI file and freeze the result; errors in keys set by the
+    environment (``from_environment``) name the variable."""
+    general = _Section(parser, "general", source, from_environment)
+    ldap = _Section(parser, "ldap", source, from_environment)
+    jwt = _Section(parser, "jwt", source, from_environment)
+    registry = _Section(parser, "registry", source, from_environment)
     defaults_g, defaults_l, defaults_r = GeneralConfig(), LdapConfig(), RegistryConfig()
 
     ca_file = ldap.raw("ca_file") or None
@@ -496,17 +502,23 @@ def environment_variable(section: str, key: str) -> str:
     return f"{ENVIRONMENT_PREFIX}{section.upper()}_{key.upper()}"
 
 
-def apply_environment(parser: configparser.ConfigParser, environ: Mapping[str, str]) -> list[str]:
-    """Override keys from the environment (secrets stay out of files and images); returns the names used."""
-    used = []
+def apply_environment(parser: configparser.ConfigParser, environ: Mapping[str, str]) -> frozenset[tuple[str, str]]:
+    """Override keys from the environment (secrets stay out of files and images); returns the keys set."""
+    used = set()
     for section, key, _, _ in _KEYS:
         name = environment_variable(section, key)
         if name in environ:
             if not parser.has_section(section):
                 parser.add_section(section)
             parser.set(section, key, environ[name])
-            used.append(name)
-    return used
+            used.add((section, key))
+    return frozenset(used)
+
+
+def environment_overrides(environ: Mapping[str, str] | None = None) -> frozenset[tuple[str, str]]:
+    """The keys the environment sets."""
+    environ = os.environ if environ is None else environ
+    return frozenset((section, key) for section, key, _, _ in _KEYS if environment_variable(section, key) in environ)
 
 
 def effective_config_text(parser: configparser.ConfigParser) -> str:

@@ -130,10 +130,15 @@ class BuiltinCrawler:
 
     def crawl(self) -> Listing:
         started, requests_before = self._clock(), self._client.stats.total
+        catalog: list[str] = []
         try:
-            catalog = list(dict.fromkeys(name for page in self._client.catalog() for name in page))
+            for page in self._client.catalog():
+                if self._cancelled.is_set():
+                    raise CrawlError("cancelled")
+                catalog.extend(page)
         except RegistryError as error:
             raise CrawlError(f"the catalog could not be read: {error}") from None
+        catalog = list(dict.fromkeys(catalog))
         run = _Run()
         pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl")
         # Completed work arrives through a queue: waiting on the set of pending futures instead costs

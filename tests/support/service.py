@@ -77,6 +77,11 @@ class ServiceProcess:
         assert match, self.log()
         return match.group(1)
 
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` and return at once (SIGHUP: refresh now)."""
+        assert self._process is not None
+        self._process.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         """Send ``sig`` and wait; returns the exit status and how long the process took to end."""
         assert self._process is not None

@@ -1,0 +1,396 @@
+"""Operating the service as a process: data file across restarts, /health, /metrics, signals, environment, logs.
+
+Every test runs the real process against the real registry (directly or through a ``FaultyProxy`` that
+holds requests, so "while a refresh runs" is a state the test controls) and the real slapd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
+from gitlab_registry_usage_rest.persistence import DataFile, decode
+from tests.conftest import JWT_SECRET, REGISTRY_TOKEN, PushedRegistry, expected_figures, service_config
+from tests.support.proxy import FaultyProxy, delay
+from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
+from tests.support.service import ServiceProcess
+from tests.support.slapd import Slapd
+
+pytestmark = [pytest.mark.registry, pytest.mark.slapd]
+
+T = TypeVar("T")
+
+HOLD = 60.0  # longer than any test: a held request is answered only when the proxy stops
+EVERY_REQUEST = r"^"
+MANIFESTS = r"^GET /v2/.+/manifests/"
+REPOSITORY = "group/sub/project"
+REPOSITORY_PATH = "/repositories/group%2Fsub%2Fproject"
+ENV_SECRET = "GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY"
+ENV_ACCESS_TOKEN = "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN"
+
+
+def _until(probe: Callable[[], T | None], what: str, timeout: float = 20.0, log: Callable[[], str] = str) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s\n{log()}")
+        time.sleep(0.05)
+
+
+def _health(service: ServiceProcess) -> tuple[int, dict[str, Any]]:
+    response = service.get("/health")
+    return response.status_code, response.json()
+
+
+def _alice(service: ServiceProcess, slapd: Slapd) -> dict[str, str]:
+    user = slapd.users["alice"]
+    return service.login(user.uid, user.password)
+
+
+def _old_snapshot(timestamp: float) -> Snapshot:
+    tag = TagUsage("v1", 10, 10, 10)
+    return Snapshot(timestamp, (RepositoryUsage("old/gone", 10, 10, 10, (tag,)),))
+
+
+def _served_figures(snapshot: Snapshot) -> dict[str, dict[str, object]]:
+    return {
+        repo.name: {
+            "size": repo.size,
+            "disk_size": repo.disk_size,
+            "tags": {tag.name: {"size": tag.size, "disk_size": tag.disk_size} for tag in repo.tags or ()},
+        }
+        for repo in snapshot.repositories
+    }
+
+
+def _file_timestamp(path: Path) -> float | None:
+    try:
+        return decode(path.read_bytes()).timestamp
+    except FileNotFoundError:
+        return None
+
+
+def test_restart_serves_the_data_file_before_any_registry_request(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    data_file = first_dir / "snapshot.json"
+    first = ServiceProcess(first_dir, ["-c", str(service_config(first_dir, registry, gitlab, slapd))]).start()
+    try:
+        headers = _alice(first, slapd)
+        timestamp = first.wait_for_data(headers)
+        figures = first.get(REPOSITORY_PATH, headers=headers).json()
+        _until(lambda: _file_timestamp(data_file) == timestamp, "the data file holds the first run's data",
+               log=first.log)
+    finally:
+        code, _ = first.stop()
+    assert code == 0, first.log()
+
+    with FaultyProxy(registry.url) as proxy:
+        proxy.add_rule(EVERY_REQUEST, delay(HOLD))
+        config = service_config(second_dir, registry, gitlab, slapd,
+                                registry__registry_base_url=proxy.url, general__data_file=str(data_file))
+        with ServiceProcess(second_dir, ["-c", str(config)]) as second:
+            headers = _alice(second, slapd)
+            response = second.get(REPOSITORY_PATH, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.json() == figures
+            assert response.json()["size"] == expected_figures(pushed)[REPOSITORY]["size"]
+            assert second.get("/repositories", headers=headers).json()["timestamp"] == timestamp
+            assert proxy.requests == 0 and proxy.log == []
+            # The refresh did start: the data came from the file, not from a crawl that was quicker.
+            assert _health(second)[1]["refresh"]["running"] is True
+            assert f"loaded {len(expected_figures(pushed))} repositories from {data_file}" in second.log()
+
+
+def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    garbage = b"\x00\xffnot a snapshot\x8b\x1f" * 50
+    data_file = tmp_path / "snapshot.json"
+    data_file.write_bytes(garbage)
+    with FaultyProxy(registry.url) as proxy:
+        # The catalog is held until the test has seen "no data"; then a retry after the 2 s timeout goes through.
+        proxy.add_rule(r"^GET /v2/_catalog", delay(HOLD))
+        config = service_config(tmp_path, registry, gitlab, slapd,
+                                registry__registry_base_url=proxy.url, registry__timeout="2 seconds")
+        with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+            aside = list(tmp_path.glob("snapshot.json.unreadable-*"))
+            assert len(aside) == 1, service.log()
+            assert aside[0].read_bytes() == garbage
+            assert "ignoring the data file" in service.log() and str(aside[0]) in service.log()
+            headers = _alice(service, slapd)
+            assert service.get("/repositories", headers=headers).json()["timestamp"] is None
+            proxy.clear_rules()
+            timestamp = service.wait_for_data(headers)
+            body = service.get(REPOSITORY_PATH, headers=headers).json()
+            assert body["size"] == expected_figures(pushed)[REPOSITORY]["size"]
+            _until(lambda: _file_timestamp(data_file) == timestamp, "the new data file", log=service.log)
+    assert aside[0].read_bytes() == garbage, "the unreadable file is kept, never overwritten"
+
+
+def test_sigterm_during_a_refresh_keeps_the_last_good_data_file(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    data_file = tmp_path / "snapshot.json"
+    DataFile(str(data_file)).save(_old_snapshot(1000.0))
+    with FaultyProxy(registry.url) as proxy:
+        config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=proxy.url)
+        service = ServiceProcess(tmp_path, ["-c", str(config)]).start()
+        try:
+            headers = _alice(service, slapd)
+            timestamp = _until(
+                lambda: (ts if (ts := service.get("/repositories", headers=headers).json()["timestamp"]) != 1000.0
+                         else None),
+                "data from the first refresh", log=service.log)
+            # After a successful refresh the file holds the new snapshot, exactly what is served.
+            _until(lambda: _file_timestamp(data_file) == timestamp, "the data file replaced", log=service.log)
+            good = data_file.read_bytes()
+            assert _served_figures(decode(good)) == expected_figures(pushed)
+
+            proxy.add_rule(MANIFESTS, delay(HOLD))
+            listed_before = sum("/tags/list" in path for _, path, _ in proxy.log)
+            service.send_signal(signal.SIGHUP)
+            # Every tags/list of the second crawl answered: its manifest requests are now held by the proxy.
+            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= 2 * listed_before,
+                   "the second crawl reaching the manifests", log=service.log)
+            status, document = _health(service)
+            assert document["refresh"]["running"] is True and status == 200
+        finally:
+            code, seconds = service.stop(signal.SIGTERM)
+    assert code == 0, service.log()
+    assert seconds < 5, service.log()
+    assert data_file.read_bytes() == good
+    assert decode(data_file.read_bytes()).timestamp == timestamp
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
+    assert service.log().count("refresh done") == 1
+
+
+def test_health_before_and_after_data(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    with FaultyProxy(registry.url) as proxy:
+        proxy.add_rule(MANIFESTS, delay(HOLD))
+        config = service_config(tmp_path, registry, gitlab, slapd,
+                                registry__registry_base_url=proxy.url, registry__timeout="1 second")
+        with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+            # Every tag list answered: the crawl is in its manifest phase, held by the proxy.
+            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
+                   "the crawl reaching the manifests", log=service.log)
+            status, document = _health(service)
+            assert status == 503, document
+            assert document["status"] == "no data"
+            assert document["timestamp"] is None and document["age_seconds"] is None
+            refresh = document["refresh"]
+            assert refresh["running"] is True and refresh["refreshes"] == 0
+            assert set(refresh["progress"]) == {"repositories_done", "repositories_total", "requests"}
+            assert service.get("/health").headers["Cache-Control"] == "no-store"
+
+            proxy.clear_rules()
+            # The new data is served a moment before the refresh is counted finished (the data file is
+            # written in between), so wait for both.
+            status, document = _until(
+                lambda: (h if (h := _health(service))[0] == 200 and not h[1]["refresh"]["running"] else None),
+                "/health answering 200 after the refresh", log=service.log)
+            assert document["status"] == "ok"
+            assert document["timestamp"] is not None and 0 <= document["age_seconds"] < 60
+            refresh = document["refresh"]
+            assert refresh["running"] is False and "progress" not in refresh
+            assert (refresh["last_outcome"], refresh["refreshes"], refresh["failures"]) == ("success", 1, 0)
+            assert refresh["last_duration_seconds"] >= 1.0, "the held manifests made it last a timeout at least"
+
+
+def test_health_is_503_stale_with_old_data(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd
+) -> None:
+    old = time.time() - 3600
+    DataFile(str(tmp_path / "snapshot.json")).save(_old_snapshot(old))
+    with FaultyProxy(registry.url) as proxy:
+        proxy.add_rule(EVERY_REQUEST, delay(HOLD))
+        config = service_config(tmp_path, registry, gitlab, slapd,
+                                registry__registry_base_url=proxy.url, general__max_data_age="1s")
+        with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+            status, document = _health(service)
+    assert status == 503, document
+    assert document["status"] == "stale"
+    assert document["timestamp"] == old
+    assert document["age_seconds"] >= 3600 and document["max_age_seconds"] == 1
+
+
+def test_metrics_from_the_process_equal_what_was_pushed(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd)
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        service.wait_for_data(_alice(service, slapd))
+        # The snapshot is served before the data file is written and the refresh counted: wait for the count.
+        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
+        response = service.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+
+    def per_repository(name: str) -> dict[str, float]:
+        return {sample.labels["repository"]: sample.value for sample in families[name].samples}
+
+    expected = expected_figures(pushed)
+    assert per_repository("gitlab_registry_usage_repository_size_bytes") == {
+        repo: figures["size"] for repo, figures in expected.items()}
+    assert per_repository("gitlab_registry_usage_repository_disk_size_bytes") == {
+        repo: figures["disk_size"] for repo, figures in expected.items()}
+    assert per_repository("gitlab_registry_usage_repository_tags") == {
+        repo: len(tags) for repo, tags in pushed.tags.items()}
+
+    requests = {sample.labels["outcome"]: sample.value
+                for sample in families["gitlab_registry_usage_registry_requests"].samples
+                if sample.name == "gitlab_registry_usage_registry_requests_total"}
+    assert requests.get("200", 0) > 0, requests
+    assert families["gitlab_registry_usage_refreshes"].samples[0].value == 1
+    assert families["gitlab_registry_usage_refresh_failures"].samples[0].value == 0
+    assert families["gitlab_registry_usage_refresh_duration_seconds"].samples[0].value > 0
+    assert families["gitlab_registry_usage_refresh_last_success_timestamp_seconds"].samples[0].value > 0
+    assert families["gitlab_registry_usage_refresh_running"].samples[0].value == 0
+
+
+def test_sighup_starts_a_refresh_now(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd)  # refresh_interval is 1 hour
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        service.wait_for_data(_alice(service, slapd))
+        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
+        assert "refresh requested" not in service.log()
+        service.send_signal(signal.SIGHUP)
+        _until(lambda: "refresh requested" in service.log(), "'refresh requested' in the log", log=service.log)
+        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 2, "a second refresh", log=service.log)
+        assert _health(service)[1]["refresh"]["last_outcome"] == "success"
+
+
+def _without_secrets(config: Path) -> None:
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(line for line in lines if not line.startswith(("secret_key", "access_token"))))
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gitlab_registry_usage_rest", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=30, check=False)
+
+
+def test_secrets_from_the_environment(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd)
+    _without_secrets(config)
+    assert JWT_SECRET not in config.read_text() and REGISTRY_TOKEN not in config.read_text()
+    missing = _run_cli(["-c", str(config)], {})
+    assert missing.returncode == 2 and "[jwt] secret_key: is required" in missing.stderr
+
+    env = {ENV_SECRET: JWT_SECRET, ENV_ACCESS_TOKEN: REGISTRY_TOKEN,
+           "GITLAB_REGISTRY_USAGE_REST_REGISTRY_CONCURRENCY": "3"}
+    printed = _run_cli(["-c", str(config), "--print-config"], env)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert "secret_key = ********" in lines and "access_token = ********" in lines
+    assert "concurrency = 3" in lines and f"registry_base_url = {registry.url}" in lines
+    assert JWT_SECRET not in printed.stdout + printed.stderr
+    assert REGISTRY_TOKEN not in printed.stdout + printed.stderr
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        headers = _alice(service, slapd)  # tokens signed with the secret from the environment
+        service.wait_for_data(headers)  # the registry crawled with the access token from the environment
+        body = service.get(REPOSITORY_PATH, headers=headers).json()
+        assert body["size"] == expected_figures(pushed)[REPOSITORY]["size"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GITLAB_REGISTRY_USAGE_REST_GENERAL_REFRESH_INTERVAL", "soon",
+         "GITLAB_REGISTRY_USAGE_REST_GENERAL_REFRESH_INTERVAL ([general] refresh_interval): invalid value 'soon'"),
+        ("GITLAB_REGISTRY_USAGE_REST_REGISTRY_CONCURRENCY", "lots",
+         "GITLAB_REGISTRY_USAGE_REST_REGISTRY_CONCURRENCY ([registry] concurrency): invalid value 'lots'"),
+        (ENV_SECRET, "too-short-secret-xyz", f"{ENV_SECRET} ([jwt] secret_key): is shorter than 32 characters"),
+    ],
+    ids=["duration", "number", "short-secret"],
+)
+def test_invalid_environment_value_is_one_line_and_exit_2(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    name: str, value: str, message: str,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd)
+    result = _run_cli(["-c", str(config)], {name: value})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("gitlab-registry-usage-rest: error: ")
+    assert message in result.stderr
+    if name == ENV_SECRET:
+        assert value not in result.stderr
+
+
+def test_json_logs_carry_requests_and_refreshes_and_no_secret(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    # DEBUG as well: the most verbose level must not leak a secret either.
+    config = service_config(tmp_path, registry, gitlab, slapd, general__log_format="json", general__log_level="DEBUG")
+    alice = slapd.users["alice"]
+    service = ServiceProcess(tmp_path, ["-c", str(config)]).start()
+    try:
+        headers = service.login(alice.uid, alice.password)
+        service.wait_for_data(headers)
+        assert service.get(REPOSITORY_PATH, headers=headers).status_code == 200
+        _until(lambda: "refresh done" in service.log(), "the refresh line", log=service.log)
+    finally:
+        code, _ = service.stop()
+    assert code == 0
+    text = service.log()
+    entries = []
+    for line in text.splitlines():
+        entry = json.loads(line)
+        assert isinstance(entry, dict), line
+        assert {"time", "level", "logger", "message"} <= set(entry), line
+        entries.append(entry)
+
+    requests = [entry for entry in entries if entry["logger"] == "gitlab_registry_usage_rest.access"]
+    for path in ("/auth_token", "/repositories", REPOSITORY_PATH):  # cheroot keeps %2F as sent
+        matching = [entry for entry in requests if entry["path"] == path and entry["status"] == 200]
+        assert matching, (path, requests)
+        assert matching[-1]["method"] == "GET" and matching[-1]["user"] == "alice"
+        assert isinstance(matching[-1]["duration_ms"], (int, float))
+
+    refreshes = [entry for entry in entries if entry.get("event") == "refresh"]
+    assert len(refreshes) == 1
+    expected = expected_figures(pushed)
+    assert refreshes[0]["repositories"] == len(expected)
+    assert refreshes[0]["tags"] == sum(len(pushed.tags[repo]) for repo in expected)
+    assert refreshes[0]["requests"] > 0 and refreshes[0]["duration_seconds"] >= 0
+    assert refreshes[0]["errors"] == []
+
+    token = headers["Authorization"].removeprefix("Bearer ")
+    for secret in (alice.password, token, JWT_SECRET, REGISTRY_TOKEN):
+        assert secret not in text
