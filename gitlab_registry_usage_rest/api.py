@@ -407,13 +407,17 @@ class AuthToken(Resource):  # type: ignore[misc]
         return response
 
 
-class Repositories(Resource):  # type: ignore[misc]
-    """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
+class _DataResource(Resource):  # type: ignore[misc]
+    """A resource served from the snapshot, through the render cache, for holders of a token."""
 
     def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: _VerifiedTokens) -> None:
         self._snapshots = snapshots
         self._cache = cache
         self.tokens = tokens
+
+
+class Repositories(_DataResource):
+    """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
 
     @_token_required
     def get(self) -> Response:
@@ -422,13 +426,8 @@ class Repositories(Resource):  # type: ignore[misc]
                         lambda: hal.repositories_document(snapshot, options), "Repositories")
 
 
-class RepositoryPath(Resource):  # type: ignore[misc]
+class RepositoryPath(_DataResource):
     """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
-
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: _VerifiedTokens) -> None:
-        self._snapshots = snapshots
-        self._cache = cache
-        self.tokens = tokens
 
     @_token_required
     def get(self, path: str) -> Response:

@@ -210,17 +210,23 @@ GROUP_MEMBERSHIPS = ("member", "uniqueMember", "memberUid", "memberOf")
 JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
 
 
-def default_config_text() -> str:
-    """Every key with its default and a comment, as ``--print-default-config`` prints it."""
+def _ini_text(value: Callable[[str, str, str], str], comments: bool) -> str:
+    """Every known key in INI form, sections in order, with ``value(section, key, default)``."""
     lines: list[str] = []
     section = ""
     for sec, key, default, comment in _KEYS:
         if sec != section:
             lines.extend(([""] if lines else []) + [f"[{sec}]"])
             section = sec
-        lines.append(f"# {comment}")
-        lines.append(f"{key} = {default}")
+        if comments:
+            lines.append(f"# {comment}")
+        lines.append(f"{key} = {value(sec, key, default)}")
     return "\n".join(lines) + "\n"
+
+
+def default_config_text() -> str:
+    """Every key with its default and a comment, as ``--print-default-config`` prints it."""
+    return _ini_text(lambda _section, _key, default: default, comments=True)
 
 
 class _Section:
@@ -523,17 +529,12 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> frozenset
 
 def effective_config_text(parser: configparser.ConfigParser) -> str:
     """Every key with the value in force (file, environment or default), secrets masked."""
-    lines: list[str] = []
-    section = ""
-    for sec, key, default, _ in _KEYS:
-        if sec != section:
-            lines.extend(([""] if lines else []) + [f"[{sec}]"])
-            section = sec
-        value = parser.get(sec, key, fallback=default) if parser.has_section(sec) else default
-        if (sec, key) in _SECRET_KEYS and value:
-            value = "********"
-        lines.append(f"{key} = {value}")
-    return "\n".join(lines) + "\n"
+
+    def value(section: str, key: str, default: str) -> str:
+        found = parser.get(section, key, fallback=default) if parser.has_section(section) else default
+        return "********" if (section, key) in _SECRET_KEYS and found else found
+
+    return _ini_text(value, comments=False)
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> configparser.ConfigParser:

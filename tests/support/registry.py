@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.support.processes import stop_process
+
 log = logging.getLogger(__name__)
 
 ISSUER = "gitlab-issuer"
@@ -370,12 +372,7 @@ class DistributionRegistry:
         """Stop the process, killing it if it ignores SIGTERM; config and storage stay for a restart."""
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def __enter__(self) -> Self:

@@ -34,6 +34,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
 
+from tests.support.processes import stop_process
+
 SLAPD = Path("/usr/sbin/slapd")
 SLAPADD = Path("/usr/sbin/slapadd")
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -415,12 +417,7 @@ class Slapd:
         """Stop slapd and wait until it has exited, so its ports are free."""
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def __enter__(self) -> Slapd:
