@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -49,19 +48,6 @@ def authenticator(config: LdapConfig) -> LdapAuthenticator:
     return LdapAuthenticator(config)
 
 
-@pytest.fixture
-def unused_port() -> int:
-    """A port on which nothing listens: connections to it are refused."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose connections the kernel accepts but nobody ever answers."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import logging
 import socket
 import time
 import unicodedata
-from collections.abc import Iterator
 
 import ldap3
 import pytest
@@ -53,19 +52,6 @@ def group_config(slapd: Slapd, config: LdapConfig, membership: str) -> LdapConfi
     )
 
 
-@pytest.fixture
-def unused_port() -> int:
-    """A port on which nothing listens: connections to it are refused."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose connections the kernel accepts but nobody ever answers."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        yield sock.getsockname()[1]
 
 
 def assert_unavailable(authenticator: LdapAuthenticator, username: str, password: str, *secrets: str) -> str:

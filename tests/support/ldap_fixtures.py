@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,18 @@ def strict_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """A slapd that lets anonymous clients only bind: searching takes the ``reader`` service account."""
     with Slapd(tmp_path_factory.mktemp("strict-slapd"), anonymous_search=False) as server:
         yield server
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on which nothing listens: connections to it are refused."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose connections the kernel accepts but nobody ever answers."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock.getsockname()[1]
