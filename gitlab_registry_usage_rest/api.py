@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
 from functools import wraps
 from typing import Any, Callable, Hashable, Protocol, TypeVar, cast
 from urllib.parse import quote, urlsplit
@@ -34,6 +32,7 @@ from .html import CONTENT_SECURITY_POLICY, render_page
 from .metrics import Metrics
 from .model import Snapshot
 from .rendering import COMPRESS_MIN_BYTES, RenderCache, Rendered, make_etag
+from .replay import ENVIRON_KEY, Replayable, ResponseReplay, VerifiedTokens
 from .state import RefreshState, SnapshotHolder
 from .throttle import LoginThrottle
 
@@ -102,10 +101,6 @@ def create_app(
     else:
         app.config["JWT_PRIVATE_KEY"] = _read(jwt_config.private_key)
         app.config["JWT_PUBLIC_KEY"] = _read(jwt_config.public_key)
-    if general.trusted_proxies:
-        # Behind GitLab's nginx every client would share the proxy's address (and its login limit).
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=general.trusted_proxies, x_proto=general.trusted_proxies)
     CORS(app, origins=list(general.cors_origins))
     _init_jwt(app)
     basic_auth = _init_basic_auth(authenticator, unavailable, throttle)
@@ -115,15 +110,38 @@ def create_app(
     api.add_resource(
         AuthToken, "/auth_token", resource_class_kwargs={"basic_auth": basic_auth, "app": app}
     )
-    data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": _VerifiedTokens()}
+    tokens = VerifiedTokens()
+    data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": tokens}
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
-    _init_operations(app, config, snapshots, refresh, metrics, clock)
+    observe = _request_observer(metrics)
+    _init_operations(app, config, snapshots, refresh, metrics, clock, observe)
+    app.wsgi_app = ResponseReplay(app.wsgi_app, snapshots.current, tokens, observe)  # type: ignore[method-assign]
+    if general.trusted_proxies:
+        # Behind GitLab's nginx every client would share the proxy's address (and its login limit).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=general.trusted_proxies, x_proto=general.trusted_proxies)
     return app
 
 
+def _request_observer(metrics: Metrics) -> Callable[[str, str, str, int, float, str], None]:
+    """Counts a request and writes its access log line (for Flask's answers and replayed ones alike)."""
+
+    def observe(method: str, path: str, endpoint: str, status: int, seconds: float, user: str) -> None:
+        metrics.observe_request(endpoint, status)
+        # The path only: query strings and headers may carry what must not be logged.
+        access_log.info(
+            "%s %s %d %.1fms user=%s", method, path, status, seconds * 1000, user,
+            extra={"fields": {"method": method, "path": path, "status": status,
+                              "duration_ms": round(seconds * 1000, 2), "user": user, "endpoint": endpoint}},
+        )
+
+    return observe
+
+
 def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refresh: RefreshState,
-                     metrics: Metrics, clock: Callable[[], float]) -> None:
+                     metrics: Metrics, clock: Callable[[], float],
+                     observe: Callable[[str, str, str, int, float, str], None]) -> None:
     """/health, /metrics, and one log line and one counted request per request."""
     max_age = config.general.effective_max_data_age.total_seconds()
 
@@ -159,15 +177,8 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
     @app.after_request
     def _log_request(response: Response) -> Response:
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        endpoint = request.endpoint or "unmatched"
-        metrics.observe_request(endpoint, response.status_code)
-        user = g.get("user") or "-"
-        # The path only: query strings and headers may carry what must not be logged.
-        access_log.info(
-            "%s %s %d %.1fms user=%s", request.method, request.path, response.status_code, seconds * 1000, user,
-            extra={"fields": {"method": request.method, "path": request.path, "status": response.status_code,
-                              "duration_ms": round(seconds * 1000, 2), "user": user, "endpoint": endpoint}},
-        )
+        observe(request.method, request.path, request.endpoint or "unmatched", response.status_code, seconds,
+                g.get("user") or "-")
         return response
 
 
@@ -262,37 +273,6 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.best_match([HAL_JSON, "text/html"]) == "text/html"
 
 
-class _VerifiedTokens:
-    """Tokens this process has fully verified, with their subject and expiry, so a client that sends the
-    same token again (every dashboard poll) costs a dictionary lookup instead of a full JWT decode.
-
-    Only tokens that passed verification are kept, keyed by their exact text (which cannot be forged
-    without the key), and each still expires at its own ``exp``.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def subject(self, token: str) -> str | None:
-        with self._lock:
-            entry = self._tokens.get(token)
-            if entry is None:
-                return None
-            if entry[1] <= time.time():
-                del self._tokens[token]
-                return None
-            self._tokens.move_to_end(token)
-            return entry[0]
-
-    def add(self, token: str, subject: str, expires: float) -> None:
-        with self._lock:
-            self._tokens[token] = (subject, expires)
-            while len(self._tokens) > self._size:
-                self._tokens.popitem(last=False)
-
-
 def _token_required(method: F) -> F:
     """Accept the bearer header; a browser without one may use the cookie ``/auth_token`` set for it."""
 
@@ -324,7 +304,11 @@ def _render(document: dict[str, Any], title: str, html: bool) -> Rendered:
 
 def _respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, options: hal.Options,
              build: Callable[[], dict[str, Any]], title: str) -> Response:
-    """A data response: rendered once per snapshot, validated by ETag and Last-Modified, compressed."""
+    """A data response: rendered once per snapshot, validated by ETag and Last-Modified, compressed.
+
+    It depends only on the snapshot and the request's URL and ``Vary`` headers, so it is marked for
+    ``ResponseReplay`` to send again to the same request.
+    """
     html = _wants_html()
     if snapshot is None:  # nothing collected yet: nothing worth caching or validating
         rendered = _render(build(), title, html)
@@ -340,6 +324,7 @@ def _respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, op
     }
     if html:
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    request.environ[ENVIRON_KEY] = Replayable(snapshot, request.endpoint or "", rendered, encoding)
     if _not_modified(rendered.etag, snapshot.timestamp):
         return Response(status=304, headers=headers)
     if encoding is None:
@@ -410,7 +395,7 @@ class AuthToken(Resource):  # type: ignore[misc]
 class _DataResource(Resource):  # type: ignore[misc]
     """A resource served from the snapshot, through the render cache, for holders of a token."""
 
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: _VerifiedTokens) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens) -> None:
         self._snapshots = snapshots
         self._cache = cache
         self.tokens = tokens
