@@ -20,6 +20,7 @@ from .config import GeneralConfig
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BODY = 64 * 1024
+LISTEN_BACKLOG = 1024
 
 
 def serve(app: Flask, general: GeneralConfig, refresher: Refresher | None = None,
@@ -41,8 +42,11 @@ def _serve_cheroot(app: Flask, general: GeneralConfig, on_ready: Callable[[str],
                    refresher: Refresher | None) -> None:
     prefix = "" if general.server_prefix == "/" else general.server_prefix
     dispatcher = wsgi.PathInfoDispatcher({prefix or "/": app})  # type: ignore[no-untyped-call]
-    # The Server header names no version.
-    server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage")
+    # The Server header names no version. cheroot's default listen backlog of 5 drops the SYNs of a burst
+    # of new connections (dashboards after a restart, a load balancer's pool), and each retransmit costs
+    # the client a second: the kernel's limit (somaxconn) caps this anyway.
+    server = wsgi.Server((general.socket_host, general.socket_port), dispatcher, server_name="registry-usage",
+                         numthreads=general.threads, request_queue_size=LISTEN_BACKLOG)
     # Bounded headers and bodies (the API takes no bodies): cheroot answers 413 or 414 beyond them.
     server.max_request_header_size = general.max_request_header_size
     server.max_request_body_size = MAX_REQUEST_BODY

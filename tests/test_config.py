@@ -102,6 +102,7 @@ def test_ldap_url_keeps_an_explicit_scheme() -> None:
         ("general", "debug", "maybe"),
         ("general", "server_prefix", "api"),
         ("general", "refresh_interval", "0 minutes"),
+        ("general", "threads", "0"),
         ("ldap", "host", "http://dir"),
         ("ldap", "verify_certificates", "perhaps"),
         ("ldap", "ca_file", "/nonexistent/ca.pem"),

@@ -31,6 +31,15 @@ def test_demo_serves_the_sample_registry_through_the_real_api(tmp_path: Path) ->
         assert code == 0 and seconds < 5
 
 
+def test_the_listen_backlog_takes_a_burst_of_new_connections(tmp_path: Path) -> None:
+    """cheroot's default backlog of 5 drops SYNs of a burst, costing each dropped client a one-second retry."""
+    with ServiceProcess(tmp_path, ["--demo"]) as demo:
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{demo.port}"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listening[2]) == min(1024, somaxconn)  # Send-Q of a listening socket: its backlog
+
+
 @pytest.mark.registry
 @pytest.mark.slapd
 def test_debug_mode_runs_werkzeug_with_prefix_and_encoded_slashes(
