@@ -447,6 +447,16 @@ def start_ours(workdir: Path, registry_url: str, gitlab_url: str, ldap: Any, por
     return service
 
 
+def start_floor(workdir: Path, port: int, threads: int = 10, timeout: float = 30.0) -> Service:
+    """bench/floor.py: cheroot with a WSGI app that answers fixed bytes (what any cheroot service costs here)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    service = _launch("floor", [sys.executable, str(Path(__file__).with_name("floor.py")), str(port), str(threads)],
+                      workdir, port, workdir / "floor.conf")
+    _wait_listening(service, port, time.monotonic() + timeout)
+    service.token = ""
+    return service
+
+
 def refreshes(service: Service) -> int:
     """``refresh.refreshes`` of our /health (finished refreshes, successful or not)."""
     return int(service.get("/health", timeout=30).json()["refresh"]["refreshes"])

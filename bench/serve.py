@@ -3,17 +3,19 @@
     python3 bench/serve.py [--seconds 10] [--repositories 1000] [--tags 5] [--connections 1,32]
 
 One registry of REPOSITORIES x TAGS images (a real docker-registry, pushed once and cached, see
-bench/original.py), both services crawling it. Each service runs alone while it is measured: first the
-original (after its start-up crawl, the second crawl it starts at once, and the first request that computes
-its disk sizes), then ours. For every endpoint and connection count, wrk runs SECONDS on 127.0.0.1 with a
-bearer token forged with the services' secret:
+bench/original.py), both services crawling it, both running throughout: the original is settled first (its
+start-up crawl, the second crawl it starts at once, and the first request that computes its disk sizes), then
+ours starts, and then the services take turns cell by cell, each measured while the other is idle, so that
+the drift in this machine's speed does not go into the ratio. For every endpoint and connection count, wrk
+runs SECONDS on 127.0.0.1 with a bearer token forged with the services' secret:
 
 - /repositories/<name>, /repositories?embed=true, /repositories?embed=true&links=true with and without
   Accept-Encoding: gzip, and a 304 revalidation of /repositories?embed=true (If-None-Match with the ETag of a
   first response; "n/a (no ETag)" for a service that sends none).
 
 Printed: requests/s, p50 and p99 latency (wrk --latency), responses that were neither 2xx nor 3xx, wrk's
-socket errors (timeouts), for each service and the ratio ours/original of requests/s; then the bytes each
+socket errors (timeouts), for each service and the ratio ours/original of requests/s; then the floor, the
+same cells of /repositories/<name> against bench/floor.py (cheroot answering fixed bytes); then the bytes each
 endpoint sends and the peak RSS (VmHWM) of each service after its run; then the peak RSS of ours serving
 MEMORY_REPOSITORIES x MEMORY_TAGS from a synthetic data file after a round of /repositories?embed=true.
 """
@@ -91,35 +93,48 @@ def probe(service: bench.Service, endpoint: Endpoint, extra: dict[str, str] | No
                  response.headers.get("ETag"), time.monotonic() - started)
 
 
-def measure(service: bench.Service, endpoints: list[Endpoint], connections: list[int], seconds: float,
-            ) -> tuple[dict[tuple[str, int], Cell], dict[str, Probe]]:
-    cells: dict[tuple[str, int], Cell] = {}
-    probes: dict[str, Probe] = {}
+def measure(services: dict[str, bench.Service], endpoints: list[Endpoint], connections: list[int], seconds: float,
+            ) -> tuple[dict[str, dict[tuple[str, int], Cell]], dict[str, dict[str, Probe]]]:
+    """Every cell for every service, the services taking turns cell by cell.
+
+    This machine's speed drifts by tens of percent from minute to minute (a shared virtual machine), so
+    measuring one service after the other would put the drift into the ratio; taking turns keeps it out.
+    The floor service answers only the first endpoint.
+    """
+    cells: dict[str, dict[tuple[str, int], Cell]] = {label: {} for label in services}
+    probes: dict[str, dict[str, Probe]] = {label: {} for label in services}
     drained = 0.0
-    for endpoint in endpoints:
-        headers = {**endpoint.headers, **bench.bearer(service.token)}
-        drained += service.wait_idle()
-        first = probe(service, endpoint)
-        probes[endpoint.label] = first
-        note = ""
-        if endpoint.revalidate:
-            if first.etag is None:
-                for conns in connections:
-                    cells[(endpoint.label, conns)] = Cell(None, "n/a (no ETag)")
+
+    def idle() -> float:
+        # Requests still running from the previous cell (cheroot finishes what its workers have read even
+        # when wrk has gone) would slow the next one down: wait until every process is idle again.
+        return sum(service.wait_idle() for service in services.values())
+
+    for number, endpoint in enumerate(endpoints):
+        headers: dict[str, dict[str, str]] = {}
+        for label, service in services.items():
+            if label == "floor" and number:
                 continue
-            headers["If-None-Match"] = first.etag
-            again = probe(service, endpoint, {"If-None-Match": first.etag})
-            probes[endpoint.label] = again
-            note = f"probe {again.status}"
+            headers[label] = {**endpoint.headers, **bench.bearer(service.token)}
+            drained += idle()
+            first = probe(service, endpoint)
+            probes[label][endpoint.label] = first
+            if endpoint.revalidate:
+                if first.etag is None:
+                    for conns in connections:
+                        cells[label][(endpoint.label, conns)] = Cell(None, "n/a (no ETag)")
+                    del headers[label]
+                    continue
+                headers[label]["If-None-Match"] = first.etag
+                probes[label][endpoint.label] = probe(service, endpoint, {"If-None-Match": first.etag})
         for conns in connections:
-            # Requests still running from the previous cell (cheroot finishes what its workers have read even
-            # when wrk has gone) would slow this one down: wait until the process is idle again.
-            drained += service.wait_idle()
-            bench.log(f"{service.name}: {endpoint.label}, {conns} connection(s), {seconds:g} s")
-            result = bench.run_wrk(service.url + endpoint.path, connections=conns, seconds=seconds, headers=headers,
-                                   timeout_s=max(30.0, seconds * 2))
-            cells[(endpoint.label, conns)] = Cell(result, note)
-    bench.log(f"{service.name}: {drained:.0f} s spent waiting for left-over requests between cells")
+            for label in headers:
+                drained += idle()
+                bench.log(f"{label}: {endpoint.label}, {conns} connection(s), {seconds:g} s")
+                result = bench.run_wrk(services[label].url + endpoint.path, connections=conns, seconds=seconds,
+                                       headers=headers[label], timeout_s=max(30.0, seconds * 2))
+                cells[label][(endpoint.label, conns)] = Cell(result)
+    bench.log(f"{drained:.0f} s spent waiting for left-over requests between cells")
     return cells, probes
 
 
@@ -189,7 +204,7 @@ def mib(kib: int | None) -> str:
 
 def print_table(endpoints: list[Endpoint], connections: list[int], results: dict[str, dict[tuple[str, int], Cell]],
                 ) -> None:
-    services = [name for name in ("original", "ours") if name in results]
+    services = [name for name in ("original", "ours") if name in results]  # the floor is printed apart
     head = f"{'endpoint':<38} {'conns':>5}"
     sub = f"{'':<38} {'':>5}"
     for name in services:
@@ -249,28 +264,29 @@ def main() -> None:
             Endpoint("?embed=true&links=true, gzip", "/repositories?embed=true&links=true", GZIP),
             Endpoint("?embed=true, If-None-Match (304)", "/repositories?embed=true", revalidate=True),
         ]
-        for label in ("original", "ours"):
-            if args.only and label != args.only:
-                continue
-            bench.log(f"starting {label} on {args.repositories} x {args.tags} ...")
-            if label == "original":
-                service = bench.start_original(Path(tmp) / label, registry.registry_url, registry.gitlab_url, None,
-                                               bench.free_port(), secret)
-                bench.log(f"original listens after {service.startup_seconds:.0f} s (its first crawl); waiting for "
+        services: dict[str, bench.Service] = {}
+        try:
+            if args.only != "ours":
+                bench.log(f"starting the original on {args.repositories} x {args.tags} ...")
+                original = services["original"] = bench.start_original(
+                    Path(tmp) / "original", registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret)
+                bench.log(f"original listens after {original.startup_seconds:.0f} s (its first crawl); waiting for "
                           f"the crawl it starts right away and for its lazily computed disk sizes ...")
-                crawl, warm = bench.settle_original(service, service.token, endpoints[0].path)
-                notes.append(f"original: first crawl before listening {service.startup_seconds:.0f} s, the second "
+                crawl, warm = bench.settle_original(original, original.token, endpoints[0].path)
+                notes.append(f"original: first crawl before listening {original.startup_seconds:.0f} s, the second "
                              f"crawl it starts at once {crawl:.0f} s, first figure request (computes disk sizes) "
                              f"{warm:.1f} s; all before measuring")
-            else:
-                service = bench.start_ours(Path(tmp) / label, registry.registry_url, registry.gitlab_url, None,
-                                           bench.free_port(), secret)
-                notes.append(f"ours: first data after {service.startup_seconds:.1f} s (serves at once, crawls "
+            if args.only != "original":
+                bench.log(f"starting ours on {args.repositories} x {args.tags} ...")
+                ours = services["ours"] = bench.start_ours(
+                    Path(tmp) / "ours", registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret)
+                notes.append(f"ours: first data after {ours.startup_seconds:.1f} s (serves at once, crawls "
                              f"concurrently); refresh_interval 60 minutes, so no refresh while measuring")
-            try:
-                results[label], probes[label] = measure(service, endpoints, connections, args.seconds)
-                memory[label] = service.memory_kib()
-            finally:
+                services["floor"] = bench.start_floor(Path(tmp) / "floor", bench.free_port())
+            results, probes = measure(services, endpoints, connections, args.seconds)
+            memory = {label: service.memory_kib() for label, service in services.items() if label != "floor"}
+        finally:
+            for service in services.values():
                 service.stop()
     scale = None
     if not args.skip_memory and args.only != "original":
@@ -285,11 +301,23 @@ def main() -> None:
     print_table(endpoints, connections, results)
     print("\n  n: requests completed in the cell; non2/3xx: responses neither 2xx nor 3xx; err: wrk socket errors"
           "\n  (connect/read/write/timeout); orig 0: the original completed no request in the cell")
+    floor = results.get("floor", {})
+    if floor:
+        print(f"\nthe floor: cheroot with the same settings and a WSGI app that answers fixed bytes with ours' headers "
+              f"(bench/floor.py), measured in turn with the others on {endpoints[0].label}:")
+        for conns in connections:
+            cell = floor[(endpoints[0].label, conns)]
+            if cell.result is not None:
+                r = cell.result
+                print(f"  {conns:>3} connection(s): {r.rps:8.1f} req/s, p50 {bench.fmt_ms(r.p50_ms)} ms, "
+                      f"p99 {bench.fmt_ms(r.p99_ms)} ms")
     print("\nresponse sizes (a single request as wrk sends it, on the idle service, and its time):")
     for endpoint in endpoints:
         line = f"  {endpoint.label:<38}"
         for label, found in probes.items():
-            p = found[endpoint.label]
+            p = found.get(endpoint.label)
+            if p is None:
+                continue
             line += (f" {label}: {p.status} {p.wire_bytes:>9,} B {p.encoding:<8} ETag {'yes' if p.etag else 'no '} "
                      f"{p.seconds * 1000:>7.1f} ms ")
         print(line)

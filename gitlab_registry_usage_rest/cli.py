@@ -155,6 +155,7 @@ def _serve(run: Callable[[], None], config: Config) -> int:
     log.info("stopped")
     # Interpreter exit would join the worker threads of a cancelled crawl, whose requests may wait for
     # their timeouts; everything worth keeping is written by now, so the process ends here.
+    logs.flush()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
