@@ -128,8 +128,9 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def memory_across_refreshes(workdir: Path, registry: bench.RegistryFixture, secret: str, total: int,
-                            ) -> tuple[list[tuple[int, dict[str, int], float]], int]:
-    """Ours refreshing back to back (interval 1s); RSS when /health counts 10, ..., ``total`` refreshes."""
+                            ) -> tuple[list[tuple[int, dict[str, int], float, dict[str, int]]], int]:
+    """Ours refreshing back to back (interval 1s); RSS when /health counts 10, ..., ``total`` refreshes, of the
+    service process and summed with its child processes (the crawler)."""
     points = sorted({10, *(total * share // 4 for share in (1, 2, 3)), total} - {0})
     points = [point for point in points if point >= 10] or [total]
     ours = bench.start_ours(workdir, registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret,
@@ -142,8 +143,9 @@ def memory_across_refreshes(workdir: Path, registry: bench.RegistryFixture, secr
                 if ours.poll() is not None:
                     raise RuntimeError(f"ours exited:\n{ours.log_tail()}")
                 time.sleep(0.2)
-            samples.append((done, ours.memory_kib(), time.monotonic() - started))
-            bench.log(f"ours: {done} refreshes, VmRSS {samples[-1][1]['VmRSS'] / 1024:.1f} MiB")
+            samples.append((done, ours.memory_kib(), time.monotonic() - started, ours.tree_memory_kib()))
+            bench.log(f"ours: {done} refreshes, VmRSS {samples[-1][1]['VmRSS'] / 1024:.1f} MiB, with the crawler "
+                      f"{samples[-1][3]['VmRSS'] / 1024:.1f} MiB")
         failures = int(ours.get("/health").json()["refresh"]["failures"])
     finally:
         ours.stop()
@@ -173,7 +175,7 @@ def main() -> None:
     secret = bench.new_secret()
     rows: list[Row] = []
     notes: list[str] = []
-    samples: list[tuple[int, dict[str, int], float]] = []
+    samples: list[tuple[int, dict[str, int], float, dict[str, int]]] = []
     failures = 0
     with tempfile.TemporaryDirectory() as tmp, bench.registry_with(args.repositories, args.tags) as registry, \
             Slapd(Path(tmp) / "slapd") as slapd:
@@ -232,12 +234,15 @@ def main() -> None:
     if samples:
         print(f"\nours: memory across {samples[-1][0]} refreshes of {memory_size[0]} x {memory_size[1]} "
               f"(refresh_interval 1s, no load; {failures} failed refreshes):")
-        print(f"  {'refreshes':>9} {'VmRSS':>10} {'VmHWM':>10} {'elapsed':>8}")
-        for done, memory, elapsed in samples:
-            print(f"  {done:>9} {memory['VmRSS'] / 1024:>6.1f} MiB {memory['VmHWM'] / 1024:>6.1f} MiB {elapsed:>7.0f}s")
+        print(f"  {'':>9} {'service process':^21} {'with the crawler process':^24}")
+        print(f"  {'refreshes':>9} {'VmRSS':>10} {'VmHWM':>10} {'VmRSS':>11} {'sum of peaks':>12} {'elapsed':>8}")
+        for done, memory, elapsed, tree in samples:
+            print(f"  {done:>9} {memory['VmRSS'] / 1024:>6.1f} MiB {memory['VmHWM'] / 1024:>6.1f} MiB "
+                  f"{tree['VmRSS'] / 1024:>7.1f} MiB {tree['VmHWM'] / 1024:>8.1f} MiB {elapsed:>7.0f}s")
         first, last = samples[0], samples[-1]
         print(f"  difference refresh {first[0]} -> {last[0]}: VmRSS {(last[1]['VmRSS'] - first[1]['VmRSS']) / 1024:+.1f} "
-              f"MiB, VmHWM {(last[1]['VmHWM'] - first[1]['VmHWM']) / 1024:+.1f} MiB; "
+              f"MiB, VmHWM {(last[1]['VmHWM'] - first[1]['VmHWM']) / 1024:+.1f} MiB; with the crawler VmRSS "
+              f"{(last[3]['VmRSS'] - first[3]['VmRSS']) / 1024:+.1f} MiB; "
               f"{(last[2] - first[2]) / max(1, last[0] - first[0]):.2f} s per refresh")
 
 

@@ -275,6 +275,34 @@ class Service(subprocess.Popen):  # type: ignore[type-arg]
                 values[key] = int(rest.split()[0])
         return values
 
+    def descendants(self) -> list[int]:
+        """Process ids of the service's child processes and theirs (ours crawls in a child process)."""
+        found, pending = [], [self.pid]
+        while pending:
+            pid = pending.pop()
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    children = [int(child) for child in (task / "children").read_text().split()]
+                except OSError:
+                    continue
+                found += children
+                pending += children
+        return found
+
+    def tree_memory_kib(self) -> dict[str, int]:
+        """VmRSS and VmHWM summed over the service and its descendants (peaks need not coincide: an upper bound)."""
+        total = dict.fromkeys(("VmHWM", "VmRSS"), 0)
+        for pid in [self.pid, *self.descendants()]:
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, _, rest = line.partition(":")
+                if key in total:
+                    total[key] += int(rest.split()[0])
+        return total
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -69,6 +69,7 @@ class Scale:
     file_bytes: int
     loaded: dict[str, int]
     after: dict[str, int]
+    after_tree: dict[str, int]
     body_bytes: int
     seconds_min: float
     seconds_max: float
@@ -192,10 +193,10 @@ def memory_at_scale(workdir: Path, repositories: int, tags: int, secret: str) ->
         body_bytes = fetch(0)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(fetch, range(8)))
-        after = ours.memory_kib()
+        after, after_tree = ours.memory_kib(), ours.tree_memory_kib()
     finally:
         ours.stop()
-    return Scale(file_bytes, loaded, after, body_bytes, min(timings), max(timings), len(timings))
+    return Scale(file_bytes, loaded, after, after_tree, body_bytes, min(timings), max(timings), len(timings))
 
 
 def mib(kib: int | None) -> str:
@@ -254,6 +255,7 @@ def main() -> None:
     results: dict[str, dict[tuple[str, int], Cell]] = {}
     probes: dict[str, dict[str, Probe]] = {}
     memory: dict[str, dict[str, int]] = {}
+    tree: dict[str, dict[str, int]] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, bench.registry_with(args.repositories, args.tags) as registry:
         name = registry.names()[args.repositories // 2]
@@ -285,6 +287,7 @@ def main() -> None:
                 services["floor"] = bench.start_floor(Path(tmp) / "floor", bench.free_port())
             results, probes = measure(services, endpoints, connections, args.seconds)
             memory = {label: service.memory_kib() for label, service in services.items() if label != "floor"}
+            tree = {label: service.tree_memory_kib() for label, service in services.items() if label != "floor"}
         finally:
             for service in services.values():
                 service.stop()
@@ -323,7 +326,9 @@ def main() -> None:
         print(line)
     print("\npeak RSS (VmHWM) after the run:")
     for label, values in memory.items():
-        print(f"  {label:<9} {mib(values.get('VmHWM'))} (VmRSS now {mib(values.get('VmRSS'))})")
+        print(f"  {label:<9} {mib(values.get('VmHWM'))} (VmRSS now {mib(values.get('VmRSS'))}); with its child "
+              f"processes (ours: the crawler) VmRSS {mib(tree[label].get('VmRSS'))}, sum of peaks "
+              f"{mib(tree[label].get('VmHWM'))}")
     if scale is not None:
         print(f"\nours serving {args.memory_repositories} repositories x {args.memory_tags} tags from a data file "
               f"({scale.file_bytes:,} B):")
@@ -332,6 +337,8 @@ def main() -> None:
         print(f"  after {scale.requests} x /repositories?embed=true ({scale.body_bytes:,} B, "
               f"{scale.seconds_min:.2f}-{scale.seconds_max:.2f} s each, up to 8 at once): "
               f"VmHWM {mib(after.get('VmHWM'))}, VmRSS {mib(after.get('VmRSS'))}")
+        print(f"  with its child processes (the crawler): VmRSS {mib(scale.after_tree.get('VmRSS'))}, sum of peaks "
+              f"{mib(scale.after_tree.get('VmHWM'))}")
 
 
 if __name__ == "__main__":
