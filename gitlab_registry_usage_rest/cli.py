@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import secrets
 import sys
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ._version import __version__
 from . import logs
@@ -24,8 +25,10 @@ from .config import (
     parse_config,
     unknown_keys,
 )
-from .collector import Crawler
 from .state import RefreshState, SnapshotHolder
+
+if TYPE_CHECKING:
+    from .crawl_process import ProcessCrawler
 
 PROG = "gitlab-registry-usage-rest"
 log = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.port is not None:
         config = dataclasses.replace(config, general=dataclasses.replace(config.general, socket_port=args.port))
-    logs.configure("DEBUG" if config.general.debug else config.general.log_level, config.general.log_format)
+    logs.configure(_log_level(config), config.general.log_format)
     for key in unknown_keys(parser):
         log.warning("%s: unknown config key %s is ignored", args.config_filename, key)
     return _run_service(config)
@@ -104,26 +107,46 @@ def _run_service(config: Config) -> int:
     metrics = Metrics(snapshots, state, registry_requests)
     app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
                      refresh=state, metrics=metrics)
-    return _serve(lambda: serve(app, config.general, refresher), config)
+
+    def run() -> None:
+        try:
+            serve(app, config.general, refresher)
+        finally:
+            crawler.close()  # _serve ends with os._exit, which no atexit hook survives
+
+    return _serve(run, config)
 
 
-def _crawler(config: Config, state: RefreshState) -> tuple[Crawler, Callable[[], dict[str, int]] | None]:
-    """The configured crawler, and where its request counts can be read (the library keeps none)."""
+def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Callable[[], dict[str, int]] | None]:
+    """The configured crawler in a child process, and where its request counts can be read (the library keeps none).
+
+    In this process the crawl's Python work would take the GIL from the request threads.
+    """
+    from .crawl_process import CrawlerFactory, ProcessCrawler
+
     registry = config.registry
+    factory: CrawlerFactory
     if registry.collector == "gitlab-registry-usage":
         from .gitlab_library import LibraryCrawler
 
-        library = LibraryCrawler(
-            registry.gitlab_base_url, registry.registry_base_url, registry.username, registry.access_token
+        factory = functools.partial(
+            LibraryCrawler, registry.gitlab_base_url, registry.registry_base_url, registry.username,
+            registry.access_token,
         )
-        return library, None
-    from .crawler import BuiltinCrawler
+    else:
+        from .crawler import BuiltinCrawler
 
-    builtin = BuiltinCrawler.connect(
-        registry.registry_base_url, registry.gitlab_base_url, registry.username, registry.access_token,
-        concurrency=registry.concurrency, timeout=registry.timeout, progress=state.progress,
-    )
-    return builtin, builtin.stats.snapshot
+        factory = functools.partial(
+            BuiltinCrawler.connect, registry.registry_base_url, registry.gitlab_base_url, registry.username,
+            registry.access_token, concurrency=registry.concurrency, timeout=registry.timeout,
+        )
+    crawler = ProcessCrawler(factory, state.progress, log_level=_log_level(config),
+                             log_format=config.general.log_format)
+    return crawler, None if registry.collector == "gitlab-registry-usage" else crawler.request_stats
+
+
+def _log_level(config: Config) -> str:
+    return "DEBUG" if config.general.debug else config.general.log_level
 
 
 def _run_demo(port: int | None) -> int:

@@ -121,6 +121,10 @@ class BuiltinCrawler:
     def stats(self) -> RequestStats:
         return self._client.stats
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests made so far by outcome: what the crawler process forwards to the metrics."""
+        return self._client.stats.snapshot()
+
     def close(self) -> None:
         self._client.close()
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
+from .crawler import ProgressCallback
 from .model import ImageListing, Listing, RepositoryListing
 
 
 class LibraryCrawler:
     """Crawls with ``GitLabRegistry.update()`` and converts its dictionaries into a ``Listing``."""
 
-    def __init__(self, gitlab_base_url: str, registry_base_url: str, username: str, access_token: str) -> None:
+    def __init__(self, gitlab_base_url: str, registry_base_url: str, username: str, access_token: str,
+                 progress: ProgressCallback | None = None) -> None:
+        # ``progress`` is accepted as every crawler factory passes it, but the library reports none.
         self._args = (gitlab_base_url, registry_base_url, username, access_token)
 
     def cancel(self) -> None:

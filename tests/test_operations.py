@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.persistence import DataFile, decode
 from tests.conftest import JWT_SECRET, REGISTRY_TOKEN, PushedRegistry, expected_figures, service_config
+from tests.support.processes import running
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
 from tests.support.service import ServiceProcess
@@ -184,6 +186,29 @@ def test_sigterm_during_a_refresh_keeps_the_last_good_data_file(
     assert decode(data_file.read_bytes()).timestamp == timestamp
     assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
     assert service.log().count("refresh done") == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_the_crawl_runs_in_a_child_process_that_ends_with_the_service(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry, sig: signal.Signals,
+) -> None:
+    with FaultyProxy(registry.url) as proxy:
+        proxy.add_rule(MANIFESTS, delay(HOLD))
+        config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=proxy.url)
+        service = ServiceProcess(tmp_path, ["-c", str(config)]).start()
+        try:
+            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
+                   "the crawl reaching the manifests", log=service.log)
+            match = re.search(r"crawler process (\d+) started", service.log())
+            assert match, service.log()
+            child = int(match.group(1))
+            with open(f"/proc/{child}/stat") as stat:
+                assert int(stat.read().rpartition(")")[2].split()[1]) == service.pid, "the service's child"
+        finally:
+            service.stop(sig)
+        # SIGKILL gives the service no chance to stop it: the child sees the pipe close and ends itself.
+        _until(lambda: not running(child), "the crawler process ended", timeout=10, log=service.log)
 
 
 def test_health_before_and_after_data(

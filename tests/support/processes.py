@@ -13,3 +13,12 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped by whoever inherited it) does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -50,6 +50,11 @@ class ServiceProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"the service did not answer within {timeout}s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
