@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from functools import wraps
 from typing import Any, Callable, Hashable, Protocol, TypeVar, cast
@@ -54,6 +55,10 @@ class Authenticator(Protocol):
 
 class AuthenticationUnavailable(Exception):
     """The directory could not be asked; answered with 503."""
+
+
+class LoginsBusy(Exception):
+    """Half the request threads already wait on the directory; answered at once with 429, as a limit it is."""
 
 
 class TooManyLogins(Exception):
@@ -103,7 +108,10 @@ def create_app(
         app.config["JWT_PUBLIC_KEY"] = _read(jwt_config.public_key)
     CORS(app, origins=list(general.cors_origins))
     _init_jwt(app)
-    basic_auth = _init_basic_auth(authenticator, unavailable, throttle)
+    # A directory that accepts connections and never answers holds a thread per login until the LDAP
+    # timeout; logins may hold at most half the threads, so data requests always have some.
+    logins = threading.BoundedSemaphore(max(1, general.threads // 2))
+    basic_auth = _init_basic_auth(authenticator, unavailable, throttle, logins)
     _init_error_handlers(app)
 
     api = Api(app)
@@ -213,7 +221,7 @@ def _read(path: str | None) -> str:
 
 
 def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...],
-                     throttle: LoginThrottle) -> HTTPBasicAuth:
+                     throttle: LoginThrottle, logins: threading.BoundedSemaphore) -> HTTPBasicAuth:
     basic_auth = HTTPBasicAuth()
 
     @basic_auth.verify_password  # type: ignore[untyped-decorator]
@@ -225,10 +233,15 @@ def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Excep
         if wait is not None:
             log.warning("login of %r from %s refused: too many failed logins, retry in %ds", username, client, wait)
             raise TooManyLogins(wait)
+        if not logins.acquire(blocking=False):
+            log.warning("login of %r from %s refused: every login thread waits on the directory", username, client)
+            raise LoginsBusy()
         try:
             accepted = authenticator.authenticate(username, password)
         except unavailable as error:
             raise AuthenticationUnavailable(str(error)) from error
+        finally:
+            logins.release()
         if not accepted:
             throttle.failed(client, username)
             log.info("login of %r from %s refused", username, client)
@@ -247,6 +260,12 @@ def _init_error_handlers(app: Flask) -> None:
         log.warning("login impossible, the directory cannot be asked: %s", error)
         response = _json_error(503, "The login directory cannot be reached; try again later")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(LoginsBusy)
+    def _logins_busy(_error: LoginsBusy) -> Response:
+        response = _json_error(429, "Too many logins are waiting for the login directory; try again shortly")
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(TooManyLogins)

@@ -84,7 +84,7 @@ class GeneralConfig:
     login_failure_window: datetime.timedelta = datetime.timedelta(minutes=10)
     max_request_header_size: int = 16384
     trusted_proxies: int = 0
-    threads: int = 10
+    threads: int = 4
 
     @property
     def effective_max_data_age(self) -> datetime.timedelta:
@@ -171,7 +171,8 @@ _KEYS: tuple[tuple[str, str, str, str], ...] = (
      "failed logins allowed per client address and per user name within login_failure_window"),
     ("general", "login_failure_window", "10 minutes", "window in which failed logins are counted"),
     ("general", "max_request_header_size", "16384", "largest request header block accepted, in bytes"),
-    ("general", "threads", "10", "HTTP request threads (logins waiting on LDAP hold one each)"),
+    ("general", "threads", "4",
+     "HTTP request threads; logins waiting on LDAP may hold half of them, more wait for the GIL in vain"),
     ("general", "trusted_proxies", "0",
      "reverse proxies in front that set X-Forwarded-For (client addresses for the login limit)"),
     ("ldap", "host", "myldap.com",
@@ -454,7 +455,7 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>",
             max_request_header_size=general.get("max_request_header_size",
                                                 lambda text: _bounded_int(text, 1024, 1 << 20), 16384),
             trusted_proxies=general.get("trusted_proxies", lambda text: _bounded_int(text, 0, 10), 0),
-            threads=general.get("threads", lambda text: _bounded_int(text, 1, 1000), 10),
+            threads=general.get("threads", lambda text: _bounded_int(text, 1, 1000), 4),
         ),
         ldap=LdapConfig(
             host=ldap.get("host", _ldap_host, defaults_l.host),

@@ -275,10 +275,12 @@ class _Worker:
             if self._crawler is None:
                 self._crawler = self._factory(progress=self._report)
             listing = self._crawler.crawl()
+            logs.flush()  # the crawl's lines before the parent's "refresh done"
             self._send_counts()
             self._channel.send("listing", listing)
         except Exception as error:  # noqa: BLE001 - every failure goes to the parent, which keeps the last data
             log.debug("crawl failure details", exc_info=True)
+            logs.flush()
             self._send_counts()
             self._channel.send("failed", f"{type(error).__name__}: {error}")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import jwt as pyjwt
@@ -449,3 +451,36 @@ def test_browser_login_sets_a_cookie_that_only_the_html_view_accepts(client: Fla
     assert page.status_code == 200 and b"group/tags" in page.data
     # A script or curl (no HTML in Accept) must still present the bearer header.
     assert client.get("/repositories/group%2Ftags").status_code == 401
+
+
+class HangingDirectory(FakeDirectory):
+    """A directory that accepts the connection and answers only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.waiting = threading.Semaphore(0)
+
+    def authenticate(self, username: str, password: str) -> bool:
+        if username == "slow":
+            self.waiting.release()
+            self.release.wait(30)
+        return super().authenticate(username, password)
+
+
+def test_logins_waiting_on_the_directory_never_hold_more_than_half_the_threads(holder: SnapshotHolder) -> None:
+    directory = HangingDirectory()
+    app = create_app(make_config(threads=4), holder, directory)
+    token = app.test_client().get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    with ThreadPoolExecutor(2) as pool:
+        hanging = [pool.submit(app.test_client().get, "/auth_token", headers=basic("slow", "x")) for _ in range(2)]
+        for _ in hanging:
+            assert directory.waiting.acquire(timeout=10)
+        refused = app.test_client().get("/auth_token", headers=basic("alice", "right"))
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        assert "login directory" in refused.get_json()["message"]
+        data = app.test_client().get("/repositories", headers={"Authorization": f"Bearer {token}"})
+        assert data.status_code == 200
+        directory.release.set()
+        assert [future.result().status_code for future in hanging] == [401, 401]
+    assert app.test_client().get("/auth_token", headers=basic("alice", "right")).status_code == 200

@@ -1,10 +1,12 @@
-"""Log lines are written by a thread of their own, whole and in order, tracebacks included, before exit."""
+"""Log lines are written in batches: whole and in order, warnings at once, the rest within the interval."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
+import time
 from typing import Iterator
 
 import pytest
@@ -17,7 +19,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
-    logs.flush()
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -65,3 +69,33 @@ def test_records_below_the_level_are_dropped_before_the_queue(
     logs.flush()
     err = capsys.readouterr().err
     assert "kept" in err and "GET /repositories" not in err
+
+
+def test_warnings_are_written_at_once_and_the_rest_within_the_interval() -> None:
+    stream = io.StringIO()
+    handler = logs.BatchingHandler(stream, interval=0.05)
+    handler.setFormatter(logs.TextFormatter())
+    log = logging.getLogger("gitlab_registry_usage_rest.test.batching")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log.info("GET /repositories 200")
+        log.warning("refresh failed")
+        lines = stream.getvalue().splitlines()
+        assert [line.split(" ", 2)[2] for line in lines] == [
+            "INFO gitlab_registry_usage_rest.test.batching: GET /repositories 200",
+            "WARNING gitlab_registry_usage_rest.test.batching: refresh failed"]  # in order, the info line first
+        log.info("later")
+        deadline = time.monotonic() + 5
+        while "later" not in stream.getvalue():
+            assert time.monotonic() < deadline, "the pending line was not written within the interval"
+            time.sleep(0.01)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def test_the_time_stamp_is_the_standard_one() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "message", None, None)
+    assert logs.TextFormatter().format(record) == logging.Formatter(logs.TEXT_FORMAT).format(record)
