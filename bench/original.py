@@ -475,8 +475,13 @@ def start_ours(workdir: Path, registry_url: str, gitlab_url: str, ldap: Any, por
     return service
 
 
-def start_floor(workdir: Path, port: int, threads: int = 10, timeout: float = 30.0) -> Service:
-    """bench/floor.py: cheroot with a WSGI app that answers fixed bytes (what any cheroot service costs here)."""
+def start_floor(workdir: Path, port: int, threads: int | None = None, timeout: float = 30.0) -> Service:
+    """bench/floor.py: cheroot with a WSGI app that answers fixed bytes (what any cheroot service costs here),
+    with ours' default number of threads unless told otherwise."""
+    if threads is None:
+        from gitlab_registry_usage_rest.config import GeneralConfig
+
+        threads = GeneralConfig().threads
     workdir.mkdir(parents=True, exist_ok=True)
     service = _launch("floor", [sys.executable, str(Path(__file__).with_name("floor.py")), str(port), str(threads)],
                       workdir, port, workdir / "floor.conf")
