@@ -120,7 +120,9 @@ def test_restart_serves_the_data_file_before_any_registry_request(
             assert proxy.requests == 0 and proxy.log == []
             # The refresh did start: the data came from the file, not from a crawl that was quicker.
             assert _health(second)[1]["refresh"]["running"] is True
-            assert f"loaded {len(expected_figures(pushed))} repositories from {data_file}" in second.log()
+            # Log lines are written in batches, within a quarter of a second.
+            loaded = f"loaded {len(expected_figures(pushed))} repositories from {data_file}"
+            _until(lambda: loaded in second.log(), "the data-file line in the log", log=second.log)
 
 
 def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(
@@ -200,8 +202,8 @@ def test_the_crawl_runs_in_a_child_process_that_ends_with_the_service(
         try:
             _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
                    "the crawl reaching the manifests", log=service.log)
-            match = re.search(r"crawler process (\d+) started", service.log())
-            assert match, service.log()
+            match = _until(lambda: re.search(r"crawler process (\d+) started", service.log()),
+                           "the crawler process's start in the log", log=service.log)
             child = int(match.group(1))
             with open(f"/proc/{child}/stat") as stat:
                 assert int(stat.read().rpartition(")")[2].split()[1]) == service.pid, "the service's child"
