@@ -202,7 +202,7 @@ def main() -> None:
           f"{effective_latency * 1000:.1f} ms per request ({args.latency_ms:.0f} ms added by design)")
 
     def bound(run: Run, latency: float) -> float:
-        return max(run.requests * latency / args.concurrency, run.requests / capacity)
+        return float(max(run.requests * latency / args.concurrency, run.requests / capacity))
 
     nominal = args.latency_ms / 1000
     print(f"\n{'crawler':<32} {'wall (s)':>8} {'requests':>8} {'req/s':>6} {'vs library':>10} "
