@@ -8,6 +8,7 @@ import datetime
 import pytest
 
 from gitlab_registry_usage_rest.config import (
+    Config,
     ConfigError,
     default_config_text,
     parse_config,
@@ -18,7 +19,7 @@ from gitlab_registry_usage_rest.config import (
 SECRET = "s3cr3t-" + "x" * 40
 
 
-def parse(text: str) -> object:
+def parse(text: str) -> Config:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     return parse_config(parser, source="test.conf")

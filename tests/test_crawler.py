@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -62,12 +63,13 @@ def paged(tmp_path_factory: pytest.TempPathFactory, gitlab: GitLabTokenEndpoint)
         pusher.tag_manifest("retag/app", "v1", "latest")
         image("deleted/app", "keep", [base, layer("keep", 11)])
         pusher.delete_manifest("deleted/app", image("deleted/app", "gone", [base, layer("gone", 12)]))
-        for repo, media_type, children in [
+        indexes: list[tuple[str, Literal["docker", "oci"], list[tuple[Platform, list[bytes]]]]] = [
             ("multi/oci", "oci", [(Platform("linux", "amd64"), [base, layer("amd", 300)]),
                                   (Platform("linux", "arm64", "v8"), [layer("base-arm", 250), layer("arm", 301)])]),
             ("multi/docker", "docker", [(Platform("linux", "amd64"), [base, layer("x", 50)]),
                                         (Platform("linux", "arm", "v7"), [layer("y", 60)])]),
-        ]:
+        ]
+        for repo, media_type, children in indexes:
             index = pusher.push_index(repo, "latest", children, media_type=media_type, attestation=repo == "multi/oci")
             parts = [child.layers for child in index.images + index.attestations]
             by_digest[(repo, index.digest)] = _union(*parts)

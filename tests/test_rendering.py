@@ -167,8 +167,13 @@ def test_the_budget_evicts_least_recently_used_and_skips_what_never_fits() -> No
     for key in ("a", "b", "c"):
         cache.get(snapshot, key, lambda: rendered(b"x" * 40))
     assert cache.size == 80
-    calls = []
-    cache.get(snapshot, "a", lambda: calls.append(1) or rendered(b"x" * 40))
+    calls: list[int] = []
+
+    def render_a() -> Rendered:
+        calls.append(1)
+        return rendered(b"x" * 40)
+
+    cache.get(snapshot, "a", render_a)
     assert calls == [1], "a was evicted first"
     cache.get(snapshot, "huge", lambda: rendered(b"x" * 500))
     assert cache.size <= 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 import pytest
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
@@ -11,7 +12,7 @@ from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryLi
 from gitlab_registry_usage_rest.sizes import build_snapshot, compute_usage
 
 
-def listing(repos: dict[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> Listing:
+def listing(repos: Mapping[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> Listing:
     return Listing(
         tuple(
             RepositoryListing(name, None if tags is None else tuple(
@@ -154,4 +155,6 @@ def test_unique_sizes_match_their_definition_on_random_registries(seed: int) -> 
         for tag, layers in tags.items():
             others = elsewhere | {layer for other_tag, other_layers in tags.items() if other_tag != tag
                                   for layer in other_layers}
-            assert usage[name][1][tag] == sum(sizes[layer] for layer in set(layers) - others)
+            tag_figures = usage[name][1]
+            assert tag_figures is not None
+            assert tag_figures[tag] == sum(sizes[layer] for layer in set(layers) - others)
