@@ -15,7 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -26,13 +26,12 @@ from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
-from tests.support.processes import running
+from tests.support.processes import running, until
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, free_port
 
 pytestmark = pytest.mark.registry
 
-T = TypeVar("T")
 
 HOLD = 60.0  # longer than any test: a held request is answered only when the proxy stops
 MANIFESTS = r"^GET /v2/.+/manifests/"
@@ -67,18 +66,6 @@ def held(registry: DistributionRegistry, pushed: PushedRegistry) -> Iterator[Fau
         yield proxy
 
 
-def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s")
-        time.sleep(0.02)
-
-
 def exited(pid: int) -> bool:
     """Whether our own child ``pid`` has ended, every thread of it, without reaping it: that is its owner's job.
 
@@ -90,6 +77,16 @@ def exited(pid: int) -> bool:
 def in_manifest_phase(proxy: FaultyProxy, pushed: PushedRegistry) -> Callable[[], bool]:
     """Every tag list answered: the crawl's manifest requests are under way, held by the proxy."""
     return lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags)
+
+
+def crawl_until_the_manifests(crawler: ProcessCrawler, held: FaultyProxy, pushed: PushedRegistry,
+                              ) -> tuple[Future[Listing], int]:
+    """A crawl in the background, held by the proxy at its manifests, and the pid of its child."""
+    crawling = crawl_in_background(crawler)
+    until(in_manifest_phase(held, pushed), "the crawl reaching the manifests")
+    pid = crawler.pid
+    assert pid is not None
+    return crawling, pid
 
 
 def crawl_in_background(crawler: ProcessCrawler) -> Future[Listing]:
@@ -164,10 +161,7 @@ def test_child_killed_during_a_crawl_is_a_clear_error_and_the_next_crawl_has_a_n
     pushed: PushedRegistry,
 ) -> None:
     crawler = crawlers(builtin(held.url, gitlab))
-    crawling = crawl_in_background(crawler)
-    until(in_manifest_phase(held, pushed), "the crawl reaching the manifests")
-    pid = crawler.pid
-    assert pid is not None
+    crawling, pid = crawl_until_the_manifests(crawler, held, pushed)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(CrawlerProcessError, match=r"^crawler process exited with code -9$"):
         crawling.result(timeout=5)
@@ -202,10 +196,7 @@ def test_cancel_during_a_crawl_ends_it_within_two_seconds(
     pushed: PushedRegistry,
 ) -> None:
     crawler = crawlers(builtin(held.url, gitlab))
-    crawling = crawl_in_background(crawler)
-    until(in_manifest_phase(held, pushed), "the crawl reaching the manifests")
-    pid = crawler.pid
-    assert pid is not None
+    crawling, pid = crawl_until_the_manifests(crawler, held, pushed)
     started = time.monotonic()
     crawler.cancel()
     with pytest.raises(CrawlError, match="^cancelled$"):

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,15 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.persistence import DataFile, decode
 from tests.conftest import JWT_SECRET, REGISTRY_TOKEN, PushedRegistry, expected_figures, service_config
-from tests.support.processes import running
+from tests.support.processes import running, until
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
 from tests.support.service import ServiceProcess
 from tests.support.slapd import Slapd
 
 pytestmark = [pytest.mark.registry, pytest.mark.slapd]
-
-T = TypeVar("T")
 
 HOLD = 60.0  # longer than any test: a held request is answered only when the proxy stops
 EVERY_REQUEST = r"^"
@@ -40,18 +38,6 @@ REPOSITORY = "group/sub/project"
 REPOSITORY_PATH = "/repositories/group%2Fsub%2Fproject"
 ENV_SECRET = "GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY"
 ENV_ACCESS_TOKEN = "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN"
-
-
-def _until(probe: Callable[[], T | None], what: str, timeout: float = 20.0, log: Callable[[], str] = str) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s\n{log()}")
-        time.sleep(0.05)
 
 
 def _health(service: ServiceProcess) -> tuple[int, dict[str, Any]]:
@@ -100,7 +86,7 @@ def test_restart_serves_the_data_file_before_any_registry_request(
         headers = _alice(first, slapd)
         timestamp = first.wait_for_data(headers)
         figures = first.get(REPOSITORY_PATH, headers=headers).json()
-        _until(lambda: _file_timestamp(data_file) == timestamp, "the data file holds the first run's data",
+        until(lambda: _file_timestamp(data_file) == timestamp, "the data file holds the first run's data",
                log=first.log)
     finally:
         code, _ = first.stop()
@@ -122,7 +108,7 @@ def test_restart_serves_the_data_file_before_any_registry_request(
             assert _health(second)[1]["refresh"]["running"] is True
             # Log lines are written in batches, within a quarter of a second.
             loaded = f"loaded {len(expected_figures(pushed))} repositories from {data_file}"
-            _until(lambda: loaded in second.log(), "the data-file line in the log", log=second.log)
+            until(lambda: loaded in second.log(), "the data-file line in the log", log=second.log)
 
 
 def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(
@@ -148,7 +134,7 @@ def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(
             timestamp = service.wait_for_data(headers)
             body = service.get(REPOSITORY_PATH, headers=headers).json()
             assert body["size"] == expected_figures(pushed)[REPOSITORY]["size"]
-            _until(lambda: _file_timestamp(data_file) == timestamp, "the new data file", log=service.log)
+            until(lambda: _file_timestamp(data_file) == timestamp, "the new data file", log=service.log)
     assert aside[0].read_bytes() == garbage, "the unreadable file is kept, never overwritten"
 
 
@@ -163,12 +149,12 @@ def test_sigterm_during_a_refresh_keeps_the_last_good_data_file(
         service = ServiceProcess(tmp_path, ["-c", str(config)]).start()
         try:
             headers = _alice(service, slapd)
-            timestamp = _until(
+            timestamp = until(
                 lambda: (ts if (ts := service.get("/repositories", headers=headers).json()["timestamp"]) != 1000.0
                          else None),
                 "data from the first refresh", log=service.log)
             # After a successful refresh the file holds the new snapshot, exactly what is served.
-            _until(lambda: _file_timestamp(data_file) == timestamp, "the data file replaced", log=service.log)
+            until(lambda: _file_timestamp(data_file) == timestamp, "the data file replaced", log=service.log)
             good = data_file.read_bytes()
             assert _served_figures(decode(good)) == expected_figures(pushed)
 
@@ -176,7 +162,7 @@ def test_sigterm_during_a_refresh_keeps_the_last_good_data_file(
             listed_before = sum("/tags/list" in path for _, path, _ in proxy.log)
             service.send_signal(signal.SIGHUP)
             # Every tags/list of the second crawl answered: its manifest requests are now held by the proxy.
-            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= 2 * listed_before,
+            until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= 2 * listed_before,
                    "the second crawl reaching the manifests", log=service.log)
             status, document = _health(service)
             assert document["refresh"]["running"] is True and status == 200
@@ -200,9 +186,9 @@ def test_the_crawl_runs_in_a_child_process_that_ends_with_the_service(
         config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=proxy.url)
         service = ServiceProcess(tmp_path, ["-c", str(config)]).start()
         try:
-            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
+            until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
                    "the crawl reaching the manifests", log=service.log)
-            match = _until(lambda: re.search(r"crawler process (\d+) started", service.log()),
+            match = until(lambda: re.search(r"crawler process (\d+) started", service.log()),
                            "the crawler process's start in the log", log=service.log)
             child = int(match.group(1))
             with open(f"/proc/{child}/stat") as stat:
@@ -210,7 +196,7 @@ def test_the_crawl_runs_in_a_child_process_that_ends_with_the_service(
         finally:
             service.stop(sig)
         # SIGKILL gives the service no chance to stop it: the child sees the pipe close and ends itself.
-        _until(lambda: not running(child), "the crawler process ended", timeout=10, log=service.log)
+        until(lambda: not running(child), "the crawler process ended", timeout=10, log=service.log)
 
 
 def test_health_before_and_after_data(
@@ -223,7 +209,7 @@ def test_health_before_and_after_data(
                                 registry__registry_base_url=proxy.url, registry__timeout="1 second")
         with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
             # Every tag list answered: the crawl is in its manifest phase, held by the proxy.
-            _until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
+            until(lambda: sum("/tags/list" in path for _, path, _ in proxy.log) >= len(pushed.tags),
                    "the crawl reaching the manifests", log=service.log)
             status, document = _health(service)
             assert status == 503, document
@@ -237,7 +223,7 @@ def test_health_before_and_after_data(
             proxy.clear_rules()
             # The new data is served a moment before the refresh is counted finished (the data file is
             # written in between), so wait for both.
-            status, document = _until(
+            status, document = until(
                 lambda: (h if (h := _health(service))[0] == 200 and not h[1]["refresh"]["running"] else None),
                 "/health answering 200 after the refresh", log=service.log)
             assert document["status"] == "ok"
@@ -273,7 +259,7 @@ def test_metrics_from_the_process_equal_what_was_pushed(
     with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
         service.wait_for_data(_alice(service, slapd))
         # The snapshot is served before the data file is written and the refresh counted: wait for the count.
-        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
+        until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
         response = service.get("/metrics")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -307,11 +293,11 @@ def test_sighup_starts_a_refresh_now(
     config = service_config(tmp_path, registry, gitlab, slapd)  # refresh_interval is 1 hour
     with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
         service.wait_for_data(_alice(service, slapd))
-        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
+        until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
         assert "refresh requested" not in service.log()
         service.send_signal(signal.SIGHUP)
-        _until(lambda: "refresh requested" in service.log(), "'refresh requested' in the log", log=service.log)
-        _until(lambda: _health(service)[1]["refresh"]["refreshes"] == 2, "a second refresh", log=service.log)
+        until(lambda: "refresh requested" in service.log(), "'refresh requested' in the log", log=service.log)
+        until(lambda: _health(service)[1]["refresh"]["refreshes"] == 2, "a second refresh", log=service.log)
         assert _health(service)[1]["refresh"]["last_outcome"] == "success"
 
 
@@ -391,7 +377,7 @@ def test_json_logs_carry_requests_and_refreshes_and_no_secret(
         headers = service.login(alice.uid, alice.password)
         service.wait_for_data(headers)
         assert service.get(REPOSITORY_PATH, headers=headers).status_code == 200
-        _until(lambda: "refresh done" in service.log(), "the refresh line", log=service.log)
+        until(lambda: "refresh done" in service.log(), "the refresh line", log=service.log)
     finally:
         code, _ = service.stop()
     assert code == 0

@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0, log: Callable[[], str] = str) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail with ``what`` (and ``log()``) at
+    the deadline. Readiness is polled, never slept for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout}s\n{log()}")
+        time.sleep(0.02)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
