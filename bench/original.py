@@ -54,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 import jwt  # noqa: E402
 import requests  # noqa: E402
 
+from tests.support.processes import stop_process  # noqa: E402
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gitlab-registry-usage-rest-bench"
 VENV = CACHE / "original-venv"
 USER, ACCESS_TOKEN = "root", "glpat-benchmark"
@@ -329,13 +331,7 @@ class Service(subprocess.Popen):  # type: ignore[type-arg]
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.poll() is None:
-            self.send_signal(signal.SIGTERM)
-            try:
-                self.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                self.wait()
+        stop_process(self, timeout)
         return self.returncode
 
 
@@ -613,13 +609,7 @@ def registry_with(repositories: int, tags: int, timeout: float = 3600.0) -> Iter
             raise RuntimeError(f"the registry child did not start: {line} (status {process.poll()})")
         yield RegistryFixture(line[1], line[2], repositories, tags, process=process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 30)
 
 
 # --- wrk ------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import argparse
 import gc
 import random
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from gitlab_registry_usage_rest.config import load_config, parse_config  # noqa:
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing  # noqa: E402
 from gitlab_registry_usage_rest.persistence import DataFile, encode  # noqa: E402
 from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 
 SECRET = "bench-restart-secret-" + "k7" * 20
 START_TIMEOUT = 30.0
@@ -135,12 +135,7 @@ def start_to_first(config: Path, path: str, token: str, wanted: int, log: Path) 
                 raise RuntimeError(f"GET {path} answered {status}, expected {wanted}; see {log}")
             raise RuntimeError(f"no answer within {START_TIMEOUT}s; see {log}")
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             http.close()
 
 

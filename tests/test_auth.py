@@ -12,6 +12,7 @@ import pytest
 
 from gitlab_registry_usage_rest.auth import LdapAuthenticator, LdapUnavailable
 from gitlab_registry_usage_rest.config import LdapConfig
+from tests.support.ldap_fixtures import ldap_config
 from tests.support.slapd import Slapd, make_ca
 
 pytestmark = pytest.mark.slapd
@@ -34,13 +35,7 @@ def url_for(server: Slapd, transport: str) -> str:
 
 @pytest.fixture
 def config(slapd: Slapd) -> LdapConfig:
-    return LdapConfig(
-        host=slapd.ldaps_url,
-        base_dn=slapd.base_dn,
-        valid_gid=slapd.valid_gid,
-        ca_file=str(slapd.ca_file),
-        timeout=2.0,
-    )
+    return ldap_config(slapd)
 
 
 @pytest.fixture

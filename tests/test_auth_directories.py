@@ -14,6 +14,7 @@ import pytest
 
 from gitlab_registry_usage_rest.auth import LdapAuthenticator, LdapUnavailable
 from gitlab_registry_usage_rest.config import LdapConfig
+from tests.support.ldap_fixtures import ldap_config
 from tests.support.slapd import Slapd
 
 pytestmark = pytest.mark.slapd
@@ -28,13 +29,7 @@ MEMBERSHIPS = ["member", "uniqueMember", "memberUid", "memberOf"]
 @pytest.fixture
 def anonymous_config(strict_slapd: Slapd) -> LdapConfig:
     """The original's setup: anonymous search, membership by gidNumber."""
-    return LdapConfig(
-        host=strict_slapd.ldaps_url,
-        base_dn=strict_slapd.base_dn,
-        valid_gid=strict_slapd.valid_gid,
-        ca_file=str(strict_slapd.ca_file),
-        timeout=2.0,
-    )
+    return ldap_config(strict_slapd)
 
 
 @pytest.fixture

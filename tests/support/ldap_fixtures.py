@@ -7,7 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from gitlab_registry_usage_rest.config import LdapConfig
 from tests.support.slapd import Slapd
+
+
+def ldap_config(server: Slapd) -> LdapConfig:
+    """The service's LDAP settings for ``server`` as 0.3.3 knew them: ldaps, anonymous search, gidNumber match;
+    with the fixture's CA and a short timeout."""
+    return LdapConfig(host=server.ldaps_url, base_dn=server.base_dn, valid_gid=server.valid_gid,
+                      ca_file=str(server.ca_file), timeout=2.0)
 
 
 @pytest.fixture(scope="session")

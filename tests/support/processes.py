@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0, log: 
         time.sleep(0.02)
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it does not end within ``timeout``; returns once it has exited."""
     process.terminate()
     try:
