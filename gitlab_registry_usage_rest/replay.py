@@ -20,7 +20,7 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .model import Snapshot
 from .rendering import Rendered
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 # Where a resource leaves a ``Replayable`` in the WSGI environ for the middleware to find.
 ENVIRON_KEY = "gitlab_registry_usage_rest.replayable"
 MAX_ENTRIES = 4096
-# cheroot copies each chunk it is given into its write buffer, and again before every send() of what is
-# left, so one 12 MB chunk costs quadratic copying and a copy per connection: bodies go out in pieces.
-PIECE = 128 * 1024
 # The request line and every header a data response depends on (besides Authorization).
 _KEY_FIELDS = (
     "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "RAW_URI", "wsgi.url_scheme",
@@ -134,8 +131,8 @@ class ResponseReplay:
                 start_response(entry.status, list(entry.headers))
                 self._observe("GET", _decoded_path(environ), entry.endpoint, entry.status_code,
                               time.perf_counter() - started, user)
-                return _pieces([body])
-        return _pieces(self._record(key, environ, start_response))
+                return [body]
+        return self._record(key, environ, start_response)
 
     def _record(self, key: tuple[Any, ...], environ: WSGIEnvironment,
                 start_response: StartResponse) -> Iterable[bytes]:
@@ -172,18 +169,3 @@ def _decoded_path(environ: WSGIEnvironment) -> str:
     raw = environ.get("PATH_INFO") or ""
     return "/" + raw.encode("latin-1", "replace").decode("utf-8", "replace").lstrip("/")
 
-
-def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The same bytes in chunks of at most ``PIECE`` bytes; closes ``chunks`` as WSGI requires."""
-    try:
-        for chunk in chunks:
-            if len(chunk) <= PIECE:
-                yield chunk
-                continue
-            view = memoryview(chunk)
-            for start in range(0, len(chunk), PIECE):
-                yield bytes(view[start:start + PIECE])
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import pytest
+from werkzeug.test import EnvironBuilder
 
+from gitlab_registry_usage_rest.server import PIECE, in_pieces
 from tests.conftest import PushedRegistry, service_config
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
@@ -101,3 +104,25 @@ def test_console_script_and_module_agree(args: list[str]) -> None:
     script = subprocess.run(["gitlab-registry-usage-rest", *args], capture_output=True, text=True, timeout=30)
     assert module.returncode == script.returncode == 0
     assert module.stdout.replace("__main__.py", "gitlab-registry-usage-rest") == script.stdout
+
+
+def test_big_bodies_go_out_in_pieces_whole_and_in_order() -> None:
+    big = bytes(range(256)) * (3 * PIECE // 256 + 7)
+    closed = []
+
+    class Body(list[bytes]):
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(big)))])
+        return Body([b"", big, b"tail"])
+
+    chunks = list(in_pieces(app)(EnvironBuilder("/repositories").get_environ(), _ignore_start))
+    assert max(len(chunk) for chunk in chunks) == PIECE and all(isinstance(c, bytes) for c in chunks)
+    assert b"".join(chunks) == big + b"tail"
+    assert closed == [True]  # the app's iterable is closed, as WSGI requires
+
+
+def _ignore_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], object]:
+    return lambda data: None
