@@ -117,12 +117,8 @@ class BuiltinCrawler:
         client = RegistryClient(registry_base_url, tokens, session, timeout, stats)
         return cls(client, concurrency, progress, progress_interval)
 
-    @property
-    def stats(self) -> RequestStats:
-        return self._client.stats
-
     def request_counts(self) -> dict[str, int]:
-        """Requests made so far by outcome: what the crawler process forwards to the metrics."""
+        """Requests made so far by outcome, for logs and (through the crawler process) the metrics."""
         return self._client.stats.snapshot()
 
     def close(self) -> None:

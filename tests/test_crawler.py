@@ -131,9 +131,9 @@ def test_deleted_tags_are_gone(crawler: BuiltinCrawler) -> None:
 
 def test_unchanged_second_crawl_fetches_no_manifest_again(crawler: BuiltinCrawler, paged: Fixture) -> None:
     first = crawler.crawl()
-    before = crawler.stats.snapshot()
+    before = crawler.request_counts()
     second = crawler.crawl()
-    after = crawler.stats.snapshot()
+    after = crawler.request_counts()
     delta = {outcome: after.get(outcome, 0) - before.get(outcome, 0) for outcome in after}
     tags = sum(len(tags) for tags in paged.pushed.tags.values())
     assert second == first
