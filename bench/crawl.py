@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from gitlab_registry_usage_rest.crawler import BuiltinCrawler  # noqa: E402
-from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler  # noqa: E402
+from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler  # noqa: E402
+from gitlab_registry_usage_rest.crawl.library import LibraryCrawler  # noqa: E402
 from gitlab_registry_usage_rest.model import Listing  # noqa: E402
 from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
 from tests.support.registry import (  # noqa: E402

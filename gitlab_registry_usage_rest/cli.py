@@ -28,7 +28,7 @@ from .config import (
 from .state import RefreshState, SnapshotHolder
 
 if TYPE_CHECKING:
-    from .crawl_process import ProcessCrawler
+    from .crawl.process import ProcessCrawler
 
 PROG = "gitlab-registry-usage-rest"
 log = logging.getLogger(__name__)
@@ -89,12 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_service(config: Config) -> int:
     # Imported here so that --help, --version and config errors do not pay for Flask and ldap3.
-    from .api import create_app
-    from .auth import LdapAuthenticator, LdapUnavailable
-    from .collector import Refresher
-    from .metrics import Metrics
+    from .ldap_auth import LdapAuthenticator, LdapUnavailable
     from .persistence import DataFile
+    from .refresher import Refresher
     from .server import serve
+    from .web.app import create_app
+    from .web.metrics import Metrics
 
     data_file = DataFile(config.general.data_file) if config.general.data_file else None
     # The last good data from before the restart is served at once, while the first refresh runs.
@@ -122,19 +122,19 @@ def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Calla
 
     In this process the crawl's Python work would take the GIL from the request threads.
     """
-    from .crawl_process import CrawlerFactory, ProcessCrawler
+    from .crawl.process import CrawlerFactory, ProcessCrawler
 
     registry = config.registry
     factory: CrawlerFactory
     if registry.collector == "gitlab-registry-usage":
-        from .gitlab_library import LibraryCrawler
+        from .crawl.library import LibraryCrawler
 
         factory = functools.partial(
             LibraryCrawler, registry.gitlab_base_url, registry.registry_base_url, registry.username,
             registry.access_token,
         )
     else:
-        from .crawler import BuiltinCrawler
+        from .crawl.builtin import BuiltinCrawler
 
         factory = functools.partial(
             BuiltinCrawler.connect, registry.registry_base_url, registry.gitlab_base_url, registry.username,
@@ -150,7 +150,7 @@ def _log_level(config: Config) -> str:
 
 
 def _run_demo(port: int | None) -> int:
-    from .api import create_app
+    from .web.app import create_app
     from .demo import DemoAuthenticator, banner, demo_config, demo_listing
     from .server import serve
     from .sizes import build_snapshot

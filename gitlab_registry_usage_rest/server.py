@@ -14,7 +14,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import run_simple
 
-from .collector import Refresher
+from .refresher import Refresher
 from .config import GeneralConfig
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot

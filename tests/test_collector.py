@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gitlab_registry_usage_rest.collector import Refresher
-from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler
+from gitlab_registry_usage_rest.refresher import Refresher
+from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from gitlab_registry_usage_rest.collector import Refresher
-from gitlab_registry_usage_rest.crawl_process import CrawlerFactory, CrawlerProcessError, ProcessCrawler
-from gitlab_registry_usage_rest.crawler import BuiltinCrawler, CrawlError, ProgressCallback
-from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler
+from gitlab_registry_usage_rest.refresher import Refresher
+from gitlab_registry_usage_rest.crawl.process import CrawlerFactory, CrawlerProcessError, ProcessCrawler
+from gitlab_registry_usage_rest.crawl.base import CrawlError, ProgressCallback
+from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
+from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
@@ -181,7 +182,7 @@ def test_child_killed_between_crawls_is_replaced_by_the_next_crawl(
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     until(lambda: exited(pid), "the child gone")
-    with caplog.at_level(logging.WARNING, logger="gitlab_registry_usage_rest.crawl_process"):
+    with caplog.at_level(logging.WARNING, logger="gitlab_registry_usage_rest.crawl.process"):
         assert crawler.crawl() == first
     assert crawler.pid not in (None, pid)
     assert f"crawler process {pid} exited with code -9 between crawls" in caplog.text
@@ -230,7 +231,7 @@ def test_child_logs_in_the_parents_format(
 ) -> None:
     crawlers(builtin(registry.url, gitlab), log_format="json").crawl()
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
-    progress = [line for line in lines if line["logger"] == "gitlab_registry_usage_rest.crawler"]
+    progress = [line for line in lines if line["logger"] == "gitlab_registry_usage_rest.crawl.builtin"]
     assert progress[-1]["message"].startswith(f"crawl progress: {len(pushed.tags)}/{len(pushed.tags)} repositories")
 
 
@@ -248,8 +249,8 @@ def test_library_crawler_runs_in_the_child_and_counts_no_requests(
 
 PARENT = textwrap.dedent("""
     import functools, sys, threading, time
-    from gitlab_registry_usage_rest.crawl_process import ProcessCrawler
-    from gitlab_registry_usage_rest.crawler import BuiltinCrawler
+    from gitlab_registry_usage_rest.crawl.process import ProcessCrawler
+    from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 
     crawler = ProcessCrawler(functools.partial(BuiltinCrawler.connect, *sys.argv[1:5]))
     threading.Thread(target=crawler.crawl, daemon=True).start()

@@ -12,9 +12,9 @@ from typing import Literal
 
 import pytest
 
-from gitlab_registry_usage_rest.crawler import BuiltinCrawler
+from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 from gitlab_registry_usage_rest.model import Listing
-from gitlab_registry_usage_rest.registry import RequestStats, TokenProvider, make_session
+from gitlab_registry_usage_rest.crawl.client import RequestStats, TokenProvider, make_session
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
 from tests.support.proxy import FaultyProxy, page_tags
@@ -162,7 +162,7 @@ def test_tokens_are_reused_until_shortly_before_they_expire(gitlab: GitLabTokenE
 def test_builtin_figures_equal_the_library_backend_number_for_number(
     tmp_path_factory: pytest.TempPathFactory, gitlab: GitLabTokenEndpoint
 ) -> None:
-    from gitlab_registry_usage_rest.gitlab_library import LibraryCrawler
+    from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 
     with DistributionRegistry(tmp_path_factory.mktemp("differential"), gitlab) as registry, \
             Pusher(registry.url, gitlab.url, REGISTRY_USER, REGISTRY_TOKEN) as pusher:
@@ -199,7 +199,7 @@ def test_progress_is_logged_and_published(
     crawler = BuiltinCrawler.connect(paged.registry.url, gitlab.url, REGISTRY_USER, REGISTRY_TOKEN,
                                      progress=lambda *values: published.append(values), progress_interval=0.0)
     try:
-        with caplog.at_level("INFO", logger="gitlab_registry_usage_rest.crawler"):
+        with caplog.at_level("INFO", logger="gitlab_registry_usage_rest.crawl.builtin"):
             crawler.crawl()
     finally:
         crawler.close()

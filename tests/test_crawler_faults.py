@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gitlab_registry_usage_rest.collector import Refresher
-from gitlab_registry_usage_rest.crawler import TOKEN_BATCH, BuiltinCrawler, CrawlError
+from gitlab_registry_usage_rest.refresher import Refresher
+from gitlab_registry_usage_rest.crawl.base import CrawlError
+from gitlab_registry_usage_rest.crawl.builtin import TOKEN_BATCH, BuiltinCrawler
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry

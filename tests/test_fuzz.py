@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from tests.test_api import FakeDirectory, make_config, sample_listing

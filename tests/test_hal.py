@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gitlab_registry_usage_rest.hal import Target, parse_embed, parse_flag, resolve
+from gitlab_registry_usage_rest.web.hal import Target, parse_embed, parse_flag, resolve
 
 
 @pytest.mark.parametrize(

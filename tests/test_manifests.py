@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gitlab_registry_usage_rest.manifests import (
+from gitlab_registry_usage_rest.crawl.manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import (
     Config,
     GeneralConfig,

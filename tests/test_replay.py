@@ -12,10 +12,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import Client
 
-from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.model import Listing, RepositoryListing
-from gitlab_registry_usage_rest.rendering import Rendered
-from gitlab_registry_usage_rest.replay import ENVIRON_KEY, Replayable, ResponseReplay, VerifiedTokens
+from gitlab_registry_usage_rest.web.responses import ENVIRON_KEY, Rendered, Replayable
+from gitlab_registry_usage_rest.web.replay import ResponseReplay
+from gitlab_registry_usage_rest.web.tokens import VerifiedTokens
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from tests.test_api import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing

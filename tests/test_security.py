@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.api import create_app
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import JwtConfig
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
-from gitlab_registry_usage_rest.throttle import LoginThrottle
+from gitlab_registry_usage_rest.web.throttle import LoginThrottle
 from tests.support.service import ServiceProcess
 from tests.test_api import AUDIENCE, ISSUER, SECRET, FakeDirectory, basic, make_config, sample_listing
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import Snapshot
-from .state import RefreshStatus
+from ..model import Snapshot
+from ..state import RefreshStatus
 
 
 def health(snapshot: Snapshot | None, refresh: RefreshStatus, now: float, max_age: float) -> tuple[int, dict[str, Any]]:

@@ -1,50 +1,36 @@
-"""The web layer: ``create_app`` wires the resources to an injected snapshot holder and authenticator.
-
-Resources are thin: read the query, take one snapshot, call the pure HAL code in ``hal``, return.
-flask-restful-hal 0.2.6 supplies the ``Api`` (HAL+JSON as default media type); its ``Resource`` is not
-used because with current Flask it answers every GET with 415 (its parser reads a JSON body) and
-builds a tag's ``self`` link wrongly; ``hal`` produces the same documents without those defects.
-"""
+"""The web layer: ``create_app`` wires the resources to an injected snapshot holder and authenticator."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from functools import wraps
-from typing import Any, Callable, Hashable, Protocol, TypeVar, cast
-from urllib.parse import quote, urlsplit
+from typing import Any, Callable, Protocol
 
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from flask_httpauth import HTTPBasicAuth
-from flask_jwt_extended import JWTManager, create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
-from flask_restful import Resource
+from flask_jwt_extended import JWTManager, verify_jwt_in_request
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ..config import Config
+from ..state import RefreshState, SnapshotHolder
 from . import hal
-from .config import Config
 from .health import health
-from .html import CONTENT_SECURITY_POLICY, render_page
 from .metrics import Metrics
-from .model import Snapshot
-from .rendering import COMPRESS_MIN_BYTES, RenderCache, Rendered, make_etag
-from .replay import ENVIRON_KEY, Replayable, ResponseReplay, VerifiedTokens
-from .state import RefreshState, SnapshotHolder
+from .replay import ResponseReplay
+from .resources import AuthToken, Repositories, RepositoryPath
+from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error
 from .throttle import LoginThrottle
+from .tokens import VerifiedTokens
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gitlab_registry_usage_rest.access")
 
-HAL_JSON = "application/hal+json"
-RETRY_AFTER_SECONDS = 30
 # The API takes no request bodies; anything larger than this is refused before it is read.
 MAX_BODY = 64 * 1024
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Authenticator(Protocol):
@@ -190,12 +176,6 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
         return response
 
 
-def _json_error(status: int, message: str, key: str = "message") -> Response:
-    response = jsonify({key: message})
-    response.status_code = status
-    return response
-
-
 def _init_jwt(app: Flask) -> None:
     jwt = JWTManager(app)
 
@@ -203,15 +183,15 @@ def _init_jwt(app: Flask) -> None:
     # malformed or wrongly signed tokens by default, which tells a client nothing useful).
     @jwt.unauthorized_loader
     def _missing(reason: str) -> Response:
-        return _json_error(401, reason, "msg")
+        return json_error(401, reason, "msg")
 
     @jwt.invalid_token_loader
     def _invalid(reason: str) -> Response:
-        return _json_error(401, reason, "msg")
+        return json_error(401, reason, "msg")
 
     @jwt.expired_token_loader
     def _expired(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
-        return _json_error(401, "Token has expired", "msg")
+        return json_error(401, "Token has expired", "msg")
 
 
 def _read(path: str | None) -> str:
@@ -249,7 +229,7 @@ def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Excep
 
     @basic_auth.error_handler  # type: ignore[untyped-decorator]
     def _refused(status: int) -> Response:
-        return _json_error(status, "Invalid credentials" if status == 401 else "Access denied")
+        return json_error(status, "Invalid credentials" if status == 401 else "Access denied")
 
     return basic_auth
 
@@ -258,211 +238,32 @@ def _init_error_handlers(app: Flask) -> None:
     @app.errorhandler(AuthenticationUnavailable)
     def _directory_down(error: AuthenticationUnavailable) -> Response:
         log.warning("login impossible, the directory cannot be asked: %s", error)
-        response = _json_error(503, "The login directory cannot be reached; try again later")
+        response = json_error(503, "The login directory cannot be reached; try again later")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
     @app.errorhandler(LoginsBusy)
     def _logins_busy(_error: LoginsBusy) -> Response:
-        response = _json_error(429, "Too many logins are waiting for the login directory; try again shortly")
+        response = json_error(429, "Too many logins are waiting for the login directory; try again shortly")
         response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(TooManyLogins)
     def _too_many(error: TooManyLogins) -> Response:
-        response = _json_error(429, f"Too many failed logins; try again in {error.retry_after} seconds")
+        response = json_error(429, f"Too many failed logins; try again in {error.retry_after} seconds")
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(hal.QueryError)
     def _bad_query(error: hal.QueryError) -> Response:
-        return _json_error(400, str(error))
+        return json_error(400, str(error))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        return _json_error(error.code or 500, error.description or "")
+        return json_error(error.code or 500, error.description or "")
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return _json_error(500, "Internal server error")
+        return json_error(500, "Internal server error")
 
-
-def _wants_html() -> bool:
-    return request.accept_mimetypes.best_match([HAL_JSON, "text/html"]) == "text/html"
-
-
-def _token_required(method: F) -> F:
-    """Accept the bearer header; a browser without one may use the cookie ``/auth_token`` set for it."""
-
-    @wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else None
-        subject = self.tokens.subject(token) if token else None
-        if subject is None:
-            use_cookie = not header and _wants_html()
-            verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
-            subject = get_jwt_identity()
-            if token:
-                self.tokens.add(token, subject, get_jwt()["exp"])
-        g.user = subject
-        return method(self, *args, **kwargs)
-
-    return cast(F, wrapper)
-
-
-def _render(document: dict[str, Any], title: str, html: bool) -> Rendered:
-    if html:
-        body = render_page(document, title).encode()
-        return Rendered(body, "text/html", make_etag(body))
-    # As flask-restful's output_json: json.dumps with default separators and a newline.
-    body = (json.dumps(document) + "\n").encode()
-    return Rendered(body, HAL_JSON, make_etag(body))
-
-
-def _respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, options: hal.Options,
-             build: Callable[[], dict[str, Any]], title: str) -> Response:
-    """A data response: rendered once per snapshot, validated by ETag and Last-Modified, compressed.
-
-    It depends only on the snapshot and the request's URL and ``Vary`` headers, so it is marked for
-    ``ResponseReplay`` to send again to the same request.
-    """
-    html = _wants_html()
-    if snapshot is None:  # nothing collected yet: nothing worth caching or validating
-        rendered = _render(build(), title, html)
-        return Response(rendered.body, mimetype=rendered.mimetype)
-    rendered = cache.get(snapshot, (target, options, html), lambda: _render(build(), title, html))
-    encoding = _encoding(rendered)
-    headers = {
-        "ETag": f'"{rendered.etag}{"-" + encoding if encoding else ""}"',
-        "Last-Modified": http_date(snapshot.timestamp),
-        # The data is per-user authorised: browsers may keep it but must revalidate; proxies must not share it.
-        "Cache-Control": "private, no-cache",
-        "Vary": "Accept, Accept-Encoding, Authorization",
-    }
-    if html:
-        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    request.environ[ENVIRON_KEY] = Replayable(snapshot, request.endpoint or "", rendered, encoding)
-    if _not_modified(rendered.etag, snapshot.timestamp):
-        return Response(status=304, headers=headers)
-    if encoding is None:
-        return Response(rendered.body, mimetype=rendered.mimetype, headers=headers)
-    response = Response(rendered.encoded(encoding), mimetype=rendered.mimetype, headers=headers)
-    response.headers["Content-Encoding"] = encoding
-    return response
-
-
-def _encoding(rendered: Rendered) -> str | None:
-    """brotli or gzip, as the client prefers (brotli on a tie), for bodies worth compressing."""
-    if len(rendered.body) < COMPRESS_MIN_BYTES:
-        return None
-    accepted = request.accept_encodings
-    best = max(("br", "gzip"), key=lambda encoding: accepted[encoding])
-    return best if accepted[best] > 0 else None
-
-
-def _not_modified(etag: str, timestamp: float) -> bool:
-    """If-None-Match against any encoding of these bytes; otherwise If-Modified-Since."""
-    if request.if_none_match:
-        return any(request.if_none_match.contains_weak(etag + suffix) for suffix in ("", "-gzip", "-br"))
-    since = request.if_modified_since
-    return since is not None and int(timestamp) <= since.timestamp()
-
-
-def _options(prefix_allowed: bool = False) -> hal.Options:
-    return hal.options_from(request.args, base=request.script_root, links_default=_wants_html(),
-                            prefix_allowed=prefix_allowed)
-
-
-class AuthToken(Resource):  # type: ignore[misc]
-    """``/auth_token``: HTTP basic auth against LDAP in, a JWT out."""
-
-    def __init__(self, basic_auth: HTTPBasicAuth, app: Flask) -> None:
-        self._basic_auth = basic_auth
-        self._app = app
-        self.get = basic_auth.login_required(self._get)
-
-    def _get(self) -> Response:
-        username = self._basic_auth.current_user()
-        g.user = username
-        token = create_access_token(identity=username)
-        log.info("issued a token to %s", username)
-        if not _wants_html():
-            response = jsonify({"auth_token": token})
-            response.headers["Cache-Control"] = "no-store"
-            return response
-        # A browser cannot send a bearer header when following links: give it the token as a cookie.
-        response = Response(
-            render_page({"auth_token": "(set as a cookie for this browser)", "_links": {
-                "repositories": {"href": hal.repositories_path(request.script_root)}}}, "Logged in"),
-            mimetype="text/html",
-        )
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.set_cookie(
-            self._app.config["JWT_ACCESS_COOKIE_NAME"],
-            token,
-            max_age=int(self._app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
-            path=(request.script_root or "") + "/",
-            secure=request.is_secure,
-            httponly=True,
-            samesite="Strict",
-        )
-        return response
-
-
-class _DataResource(Resource):  # type: ignore[misc]
-    """A resource served from the snapshot, through the render cache, for holders of a token."""
-
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens) -> None:
-        self._snapshots = snapshots
-        self._cache = cache
-        self.tokens = tokens
-
-
-class Repositories(_DataResource):
-    """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
-
-    @_token_required
-    def get(self) -> Response:
-        snapshot, options = self._snapshots.current(), _options(prefix_allowed=True)
-        return _respond(self._cache, snapshot, "repositories", options,
-                        lambda: hal.repositories_document(snapshot, options), "Repositories")
-
-
-class RepositoryPath(_DataResource):
-    """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
-
-    @_token_required
-    def get(self, path: str) -> Response:
-        snapshot = self._snapshots.current()
-        if snapshot is None:
-            response = _json_error(503, "No registry data has been collected yet; try again shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        try:
-            candidates = hal.resolve(_raw_subpath(path))
-        except UnicodeDecodeError:
-            candidates = []
-        found = hal.find(snapshot, candidates)
-        if found is None:
-            shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
-            return _json_error(404, f'The resource "{shown}" does not exist')
-        target, options = found[0], _options()
-        title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
-        return _respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
-
-
-def _raw_subpath(path: str) -> str:
-    """The request path below ``/repositories/`` as sent, so encoded slashes stay apart from separators.
-
-    WSGI servers decode PATH_INFO (Werkzeug turns ``%2F`` into ``/``, cheroot does not); the raw
-    request URI keeps what the client sent. Without one, the decoded path is the best we have.
-    """
-    raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or ""
-    raw_path = urlsplit(raw).path if "://" in raw.split("?", 1)[0] else raw.split("?", 1)[0]
-    # Servers put the mount prefix in the request URI; Werkzeug's test client leaves it out.
-    for prefix in (quote(request.script_root) + "/repositories/", "/repositories/"):
-        if raw_path.startswith(prefix):
-            return raw_path[len(prefix):]
-    return quote(path, safe="/%")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
-from .model import RepositoryUsage, Snapshot, TagUsage
+from ..model import RepositoryUsage, Snapshot, TagUsage
 
 Document = dict[str, Any]
 

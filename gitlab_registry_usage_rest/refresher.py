@@ -10,22 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
-from .model import Listing, Snapshot
+from .crawl.base import Crawler
+from .model import Snapshot
 from .sizes import build_snapshot
 from .state import RefreshState, SnapshotHolder
 
 log = logging.getLogger(__name__)
-
-
-class Crawler(Protocol):
-    """Reads the whole registry; raises on a failure that leaves nothing worth serving."""
-
-    def crawl(self) -> Listing: ...
-
-    def cancel(self) -> None:
-        """Make a crawl in progress end soon (at shutdown)."""
 
 
 class Refresher:

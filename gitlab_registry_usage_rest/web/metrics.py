@@ -13,12 +13,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .state import RefreshState, SnapshotHolder
+from ..state import RefreshState, SnapshotHolder
 
 PREFIX = "gitlab_registry_usage"
 
 
-class _UsageCollector(Collector):
+class _SnapshotSeries(Collector):
     """Per-repository and total sizes from the current snapshot; refresh state; registry requests."""
 
     def __init__(self, snapshots: SnapshotHolder, refresh: RefreshState,
@@ -97,7 +97,7 @@ class Metrics:
     def __init__(self, snapshots: SnapshotHolder, refresh: RefreshState,
                  registry_requests: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_UsageCollector(snapshots, refresh, registry_requests))
+        self.registry.register(_SnapshotSeries(snapshots, refresh, registry_requests))
         self._http_requests = Counter(
             f"{PREFIX}_http_requests", "HTTP requests served, by endpoint and status",
             ["endpoint", "status"], registry=self.registry,

@@ -27,10 +27,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol, runtime_checkable
 
-from . import logs
-from .collector import Crawler
-from .crawler import CrawlError, ProgressCallback
-from .model import Listing
+from .. import logs
+from ..model import Listing
+from .base import Crawler, CrawlError, ProgressCallback
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from ldap3 import BASE, NO_ATTRIBUTES, NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 
-from gitlab_registry_usage_rest.config import LdapConfig
+from .config import LdapConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .base import CrawlError, ProgressCallback
 from .manifests import ImageManifest, IndexManifest, Manifest, ManifestError, Schema1Manifest, parse_manifest
-from .model import ImageListing, Listing, RepositoryListing
-from .registry import RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
+from ..model import ImageListing, Listing, RepositoryListing
+from .client import RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, "int | None", int], None]
-
-
-class CrawlError(Exception):
-    """The crawl produced nothing worth serving (the catalog could not be read, or no repository could)."""
-
 
 @dataclass(frozen=True, slots=True)
 class ResolvedImage:

@@ -6,7 +6,7 @@ the lookup in the render cache they lead to, so this WSGI middleware remembers, 
 status and headers of each data response, keyed like an HTTP cache keys on ``Vary``: the request
 line and the headers the answer depends on. Authorization is checked instead of keyed: the data is
 the same for everyone who may see it, and a token counts only if this process has verified it
-before (see ``VerifiedTokens``) and it has not expired. Anything else goes to Flask.
+before (see ``tokens``) and it has not expired. Anything else goes to Flask.
 
 Bodies are not copied: an entry points weakly at the ``Rendered`` of the render cache, so the render
 cache's byte budget stays the only memory bound, and an entry whose rendering was evicted is
@@ -15,21 +15,18 @@ answered by Flask again. Entries belong to one snapshot and go with it.
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .model import Snapshot
-from .rendering import Rendered
+from ..model import Snapshot
+from .responses import ENVIRON_KEY, Rendered, Replayable
+from .tokens import VerifiedTokens
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-# Where a resource leaves a ``Replayable`` in the WSGI environ for the middleware to find.
-ENVIRON_KEY = "gitlab_registry_usage_rest.replayable"
 MAX_ENTRIES = 4096
 # The request line and every header a data response depends on (besides Authorization).
 _KEY_FIELDS = (
@@ -39,16 +36,6 @@ _KEY_FIELDS = (
 
 # Counts and logs one request: method, path (decoded), endpoint, status, seconds, user.
 RequestObserver = Callable[[str, str, str, int, float, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Replayable:
-    """Left by a resource: this response is the snapshot's answer to this request, for anyone allowed."""
-
-    snapshot: Snapshot
-    endpoint: str
-    rendered: Rendered
-    encoding: str | None  # the form of ``rendered`` sent: None for the plain body; unused for a 304
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,38 +55,6 @@ class _Entry:
         if self.status_code == 304:
             return b""
         return rendered.body if self.encoding is None else rendered.encoded(self.encoding)
-
-
-class VerifiedTokens:
-    """Tokens this process has fully verified, with their subject and expiry, so a client that sends the
-    same token again (every dashboard poll) costs a dictionary lookup instead of a full JWT decode.
-
-    Only tokens that passed verification are kept, keyed by their exact text (which cannot be forged
-    without the key), and each still expires at its own ``exp``.
-    """
-
-    def __init__(self, size: int = 4096, clock: Callable[[], float] = time.time) -> None:
-        self._size = size
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def subject(self, token: str) -> str | None:
-        with self._lock:
-            entry = self._tokens.get(token)
-            if entry is None:
-                return None
-            if entry[1] <= self._clock():
-                del self._tokens[token]
-                return None
-            self._tokens.move_to_end(token)
-            return entry[0]
-
-    def add(self, token: str, subject: str, expires: float) -> None:
-        with self._lock:
-            self._tokens[token] = (subject, expires)
-            while len(self._tokens) > self._size:
-                self._tokens.popitem(last=False)
 
 
 class ResponseReplay:

@@ -1,0 +1,146 @@
+"""The data endpoints and the login: thin resources that read the query, take one snapshot and answer.
+
+flask-restful-hal 0.2.6 supplies the ``Api`` (HAL+JSON as default media type); its ``Resource`` is not
+used because with current Flask it answers every GET with 415 (its parser reads a JSON body) and
+builds a tag's ``self`` link wrongly; ``hal`` produces the same documents without those defects.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+from typing import Any, Callable, TypeVar, cast
+from urllib.parse import quote, urlsplit
+
+from flask import Flask, Response, g, jsonify, request
+from flask_httpauth import HTTPBasicAuth
+from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
+from flask_restful import Resource
+
+from ..state import SnapshotHolder
+from . import hal
+from .html import CONTENT_SECURITY_POLICY, render_page
+from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
+from .tokens import VerifiedTokens
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _token_required(method: F) -> F:
+    """Accept the bearer header; a browser without one may use the cookie ``/auth_token`` set for it."""
+
+    @wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+        subject = self.tokens.subject(token) if token else None
+        if subject is None:
+            use_cookie = not header and wants_html()
+            verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
+            subject = get_jwt_identity()
+            if token:
+                self.tokens.add(token, subject, get_jwt()["exp"])
+        g.user = subject
+        return method(self, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _options(prefix_allowed: bool = False) -> hal.Options:
+    return hal.options_from(request.args, base=request.script_root, links_default=wants_html(),
+                            prefix_allowed=prefix_allowed)
+
+
+class AuthToken(Resource):  # type: ignore[misc]
+    """``/auth_token``: HTTP basic auth against LDAP in, a JWT out."""
+
+    def __init__(self, basic_auth: HTTPBasicAuth, app: Flask) -> None:
+        self._basic_auth = basic_auth
+        self._app = app
+        self.get = basic_auth.login_required(self._get)
+
+    def _get(self) -> Response:
+        username = self._basic_auth.current_user()
+        g.user = username
+        token = create_access_token(identity=username)
+        log.info("issued a token to %s", username)
+        if not wants_html():
+            response = jsonify({"auth_token": token})
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        # A browser cannot send a bearer header when following links: give it the token as a cookie.
+        response = Response(
+            render_page({"auth_token": "(set as a cookie for this browser)", "_links": {
+                "repositories": {"href": hal.repositories_path(request.script_root)}}}, "Logged in"),
+            mimetype="text/html",
+        )
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.set_cookie(
+            self._app.config["JWT_ACCESS_COOKIE_NAME"],
+            token,
+            max_age=int(self._app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
+            path=(request.script_root or "") + "/",
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+
+class _DataResource(Resource):  # type: ignore[misc]
+    """A resource served from the snapshot, through the render cache, for holders of a token."""
+
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens) -> None:
+        self._snapshots = snapshots
+        self._cache = cache
+        self.tokens = tokens
+
+
+class Repositories(_DataResource):
+    """``/repositories``: the timestamp of the data, the repositories as links and embedded items."""
+
+    @_token_required
+    def get(self) -> Response:
+        snapshot, options = self._snapshots.current(), _options(prefix_allowed=True)
+        return respond(self._cache, snapshot, "repositories", options,
+                        lambda: hal.repositories_document(snapshot, options), "Repositories")
+
+
+class RepositoryPath(_DataResource):
+    """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
+
+    @_token_required
+    def get(self, path: str) -> Response:
+        snapshot = self._snapshots.current()
+        if snapshot is None:
+            response = json_error(503, "No registry data has been collected yet; try again shortly")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        try:
+            candidates = hal.resolve(_raw_subpath(path))
+        except UnicodeDecodeError:
+            candidates = []
+        found = hal.find(snapshot, candidates)
+        if found is None:
+            shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
+            return json_error(404, f'The resource "{shown}" does not exist')
+        target, options = found[0], _options()
+        title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
+        return respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
+
+
+def _raw_subpath(path: str) -> str:
+    """The request path below ``/repositories/`` as sent, so encoded slashes stay apart from separators.
+
+    WSGI servers decode PATH_INFO (Werkzeug turns ``%2F`` into ``/``, cheroot does not); the raw
+    request URI keeps what the client sent. Without one, the decoded path is the best we have.
+    """
+    raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or ""
+    raw_path = urlsplit(raw).path if "://" in raw.split("?", 1)[0] else raw.split("?", 1)[0]
+    # Servers put the mount prefix in the request URI; Werkzeug's test client leaves it out.
+    for prefix in (quote(request.script_root) + "/repositories/", "/repositories/"):
+        if raw_path.startswith(prefix):
+            return raw_path[len(prefix):]
+    return quote(path, safe="/%")
