@@ -1,6 +1,6 @@
 """Crawl benchmark: the gitlab-registry-usage backend against the builtin collector, in one run.
 
-    python3 bench/crawl.py [--repositories 300] [--tags 5] [--latency-ms 30] [--concurrency 8]
+    python3 -m bench.crawl [--repositories 300] [--tags 5] [--latency-ms 30] [--concurrency 8]
 
 A real Docker Distribution registry and the GitLab token stand-in run in a child process with the
 pushed images (shared base layers). Both sit behind delaying proxies, each in a process of its own,
@@ -24,17 +24,17 @@ from tempfile import TemporaryDirectory
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
+import requests
 
-from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler  # noqa: E402
-from gitlab_registry_usage_rest.crawl.library import LibraryCrawler  # noqa: E402
-from gitlab_registry_usage_rest.model import Listing  # noqa: E402
-from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
-from tests.support.registry import (  # noqa: E402
-    DistributionRegistry, GitLabTokenEndpoint, Pusher, TokenSigner, free_port,
-)
+from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
+from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
+from gitlab_registry_usage_rest.model import Listing
+from gitlab_registry_usage_rest.sizes import build_snapshot
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint, TokenSigner
+from tests.support.processes import free_port
+from tests.support.pusher import Pusher
 
 USER, TOKEN = "root", "glpat-benchmark"
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
@@ -161,7 +161,7 @@ def main() -> None:
 
     with TemporaryDirectory() as workdir:
         print(f"pushing {args.repositories} repositories x {args.tags} tags ...", flush=True)
-        servers = Child([__file__, "--serve", workdir, "--repositories", str(args.repositories),
+        servers = Child(["-m", "bench.crawl", "--serve", workdir, "--repositories", str(args.repositories),
                          "--tags", str(args.tags)])
         registry, gitlab = servers.words
         try:

@@ -1,6 +1,6 @@
 """The floor under any cheroot service on this machine: a WSGI app that looks at nothing and answers fixed bytes.
 
-    python3 bench/floor.py PORT THREADS
+    python3 -m bench.floor PORT THREADS
 
 Same server settings as ours (threads, listen backlog, server name) and the same response headers as ours
 sends for /repositories/<name>, so the difference between this and ours is what our application costs.

@@ -1,9 +1,9 @@
 """Load benchmark ("trustworthy under load"): the original 0.3.3 and ours under wrk while they refresh.
 
-    python3 bench/load.py [--seconds 30] [--repositories 1000] [--tags 5] [--connections 16,64] [--refreshes 100]
+    python3 -m bench.load [--seconds 30] [--repositories 1000] [--tags 5] [--connections 16,64] [--refreshes 100]
 
 One registry of REPOSITORIES x TAGS images (real docker-registry, pushed once and cached, see
-bench/original.py) and a real OpenLDAP (tests.support.slapd). Each service runs alone while it is measured.
+bench/harness.py) and a real OpenLDAP (tests.support.slapd). Each service runs alone while it is measured.
 wrk runs SECONDS per cell at each connection count against:
 
 - /repositories/<name> and /repositories?embed=1 with a bearer token forged with the services' secret;
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -33,12 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import original as bench  # noqa: E402  (bench/original.py)
+from bench import harness
+from tests.support.processes import free_port
 
-from tests.support.slapd import Slapd  # noqa: E402
+from tests.support.slapd import Slapd
 
 
 @dataclass
@@ -46,7 +44,7 @@ class Row:
     service: str
     endpoint: str
     connections: int
-    result: bench.WrkResult
+    result: harness.WrkResult
     refresh: str
 
 
@@ -56,7 +54,7 @@ def status_mix(statuses: dict[int, int] | None) -> str:
     return " ".join(f"{code}:{count}" for code, count in sorted(statuses.items()))
 
 
-def original_timestamp(service: bench.Service) -> float | None:
+def original_timestamp(service: harness.Service) -> float | None:
     try:
         timestamp = service.get("/repositories", service.token, timeout=120).json()["timestamp"]
         return None if timestamp is None else float(timestamp)
@@ -87,22 +85,22 @@ class Sighup:
         self._thread.join()
 
 
-def run_cells(service: bench.Service, endpoints: list[tuple[str, str, dict[str, str]]], connections: list[int],
+def run_cells(service: harness.Service, endpoints: list[tuple[str, str, dict[str, str]]], connections: list[int],
               seconds: float, sighup_every: float, first_timestamp: float | None) -> list[Row]:
     rows = []
     for label, path, headers in endpoints:
         for conns in connections:
-            bench.log(f"{service.name}: {label}, {conns} connections, {seconds:g} s")
+            harness.log(f"{service.name}: {label}, {conns} connections, {seconds:g} s")
             timeout = max(30.0, seconds * 2)
             if service.name == "ours":
-                before = bench.refreshes(service)
+                before = harness.refreshes(service)
                 with Sighup(service.pid, sighup_every) as hup:
-                    result = bench.run_wrk(service.url + path, connections=conns, seconds=seconds, headers=headers,
+                    result = harness.run_wrk(service.url + path, connections=conns, seconds=seconds, headers=headers,
                                            timeout_s=timeout, count_statuses=True)
-                refresh = f"{bench.refreshes(service) - before} done, {hup.sent} SIGHUP"
+                refresh = f"{harness.refreshes(service) - before} done, {hup.sent} SIGHUP"
             else:
                 before_ts = original_timestamp(service)
-                result = bench.run_wrk(service.url + path, connections=conns, seconds=seconds, headers=headers,
+                result = harness.run_wrk(service.url + path, connections=conns, seconds=seconds, headers=headers,
                                        timeout_s=timeout, count_statuses=True)
                 after_ts = original_timestamp(service)
                 if before_ts == first_timestamp and after_ts == first_timestamp:
@@ -122,29 +120,29 @@ def print_rows(rows: list[Row]) -> None:
     for row in rows:
         r = row.result
         fivexx = r.count(500, 599)
-        print(f"{row.service:<9} {row.endpoint:<22} {row.connections:>5} {r.rps:>8.1f} {bench.fmt_ms(r.p50_ms):>8} "
-              f"{bench.fmt_ms(r.p99_ms):>8} {fivexx if fivexx is not None else '-':>5} {r.errors:>4}  "
+        print(f"{row.service:<9} {row.endpoint:<22} {row.connections:>5} {r.rps:>8.1f} {harness.fmt_ms(r.p50_ms):>8} "
+              f"{harness.fmt_ms(r.p99_ms):>8} {fivexx if fivexx is not None else '-':>5} {r.errors:>4}  "
               f"{row.refresh:<24} {status_mix(r.statuses)}")
 
 
-def memory_across_refreshes(workdir: Path, registry: bench.RegistryFixture, secret: str, total: int,
+def memory_across_refreshes(workdir: Path, registry: harness.RegistryFixture, secret: str, total: int,
                             ) -> tuple[list[tuple[int, dict[str, int], float, dict[str, int]]], int]:
     """Ours refreshing back to back (interval 1s); RSS when /health counts 10, ..., ``total`` refreshes, of the
     service process and summed with its child processes (the crawler)."""
     points = sorted({10, *(total * share // 4 for share in (1, 2, 3)), total} - {0})
     points = [point for point in points if point >= 10] or [total]
-    ours = bench.start_ours(workdir, registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret,
+    ours = harness.start_ours(workdir, registry.registry_url, registry.gitlab_url, None, free_port(), secret,
                             refresh_interval="1s")
     samples = []
     started = time.monotonic()
     try:
         for point in points:
-            while (done := bench.refreshes(ours)) < point:
+            while (done := harness.refreshes(ours)) < point:
                 if ours.poll() is not None:
                     raise RuntimeError(f"ours exited:\n{ours.log_tail()}")
                 time.sleep(0.2)
             samples.append((done, ours.memory_kib(), time.monotonic() - started, ours.tree_memory_kib()))
-            bench.log(f"ours: {done} refreshes, VmRSS {samples[-1][1]['VmRSS'] / 1024:.1f} MiB, with the crawler "
+            harness.log(f"ours: {done} refreshes, VmRSS {samples[-1][1]['VmRSS'] / 1024:.1f} MiB, with the crawler "
                       f"{samples[-1][3]['VmRSS'] / 1024:.1f} MiB")
         failures = int(ours.get("/health").json()["refresh"]["failures"])
     finally:
@@ -171,24 +169,24 @@ def main() -> None:
     if args.memory_registry:
         repositories, _, tags = args.memory_registry.lower().partition("x")
         memory_size = (int(repositories), int(tags))
-    bench.ensure_wrk()
-    secret = bench.new_secret()
+    harness.ensure_wrk()
+    secret = harness.new_secret()
     rows: list[Row] = []
     notes: list[str] = []
     samples: list[tuple[int, dict[str, int], float, dict[str, int]]] = []
     failures = 0
-    with tempfile.TemporaryDirectory() as tmp, bench.registry_with(args.repositories, args.tags) as registry, \
+    with tempfile.TemporaryDirectory() as tmp, harness.registry_with(args.repositories, args.tags) as registry, \
             Slapd(Path(tmp) / "slapd") as slapd:
         user = slapd.users["alice"]
         name_path = f"/repositories/{quote(registry.names()[args.repositories // 2], safe='')}"
         for label in ("original", "ours"):
             if args.only and label != args.only:
                 continue
-            bench.log(f"starting {label} on {args.repositories} x {args.tags} ...")
+            harness.log(f"starting {label} on {args.repositories} x {args.tags} ...")
             first_timestamp = None
             if label == "original":
-                service = bench.start_original(Path(tmp) / label, registry.registry_url, registry.gitlab_url, slapd,
-                                               bench.free_port(), secret)
+                service = harness.start_original(Path(tmp) / label, registry.registry_url, registry.gitlab_url, slapd,
+                                               free_port(), secret)
                 first_timestamp = original_timestamp(service)
                 # Its disk sizes are computed by the first request that needs them; done here so that the cells
                 # measure serving during the refresh, not that one computation (which every refresh repeats).
@@ -198,14 +196,14 @@ def main() -> None:
                              f"its second crawl at once; first figure request (disk sizes) "
                              f"{time.monotonic() - warm_started:.1f} s; cells start right after")
             else:
-                service = bench.start_ours(Path(tmp) / label, registry.registry_url, registry.gitlab_url, slapd,
-                                           bench.free_port(), secret, refresh_interval="1s")
+                service = harness.start_ours(Path(tmp) / label, registry.registry_url, registry.gitlab_url, slapd,
+                                           free_port(), secret, refresh_interval="1s")
                 notes.append(f"ours: refresh_interval 1s (refreshes back to back), SIGHUP every "
                              f"{args.sighup_every:g} s during each cell; first data after {service.startup_seconds:.1f} s")
             endpoints = [
-                ("/repositories/<name>", name_path, bench.bearer(service.token)),
-                ("/repositories?embed=1", "/repositories?embed=1", bench.bearer(service.token)),
-                ("/auth_token (wrong pw)", "/auth_token", bench.basic(user.uid, "not-" + user.password)),
+                ("/repositories/<name>", name_path, harness.bearer(service.token)),
+                ("/repositories?embed=1", "/repositories?embed=1", harness.bearer(service.token)),
+                ("/auth_token (wrong pw)", "/auth_token", harness.basic(user.uid, "not-" + user.password)),
             ]
             try:
                 rows += run_cells(service, endpoints, connections, args.seconds, args.sighup_every, first_timestamp)
@@ -217,11 +215,11 @@ def main() -> None:
             finally:
                 service.stop()
         if not args.skip_memory and args.only != "original" and memory_size == (args.repositories, args.tags):
-            bench.log(f"ours: memory across {args.refreshes} refreshes (refresh_interval 1s) ...")
+            harness.log(f"ours: memory across {args.refreshes} refreshes (refresh_interval 1s) ...")
             samples, failures = memory_across_refreshes(Path(tmp) / "memory", registry, secret, args.refreshes)
     if not args.skip_memory and args.only != "original" and memory_size != (args.repositories, args.tags):
-        with tempfile.TemporaryDirectory() as tmp, bench.registry_with(*memory_size) as registry:
-            bench.log(f"ours: memory across {args.refreshes} refreshes of {memory_size[0]} x {memory_size[1]} ...")
+        with tempfile.TemporaryDirectory() as tmp, harness.registry_with(*memory_size) as registry:
+            harness.log(f"ours: memory across {args.refreshes} refreshes of {memory_size[0]} x {memory_size[1]} ...")
             samples, failures = memory_across_refreshes(Path(tmp) / "memory", registry, secret, args.refreshes)
 
     print(f"\nunder load: {args.repositories} repositories x {args.tags} tags, wrk {args.seconds:g} s per cell, "

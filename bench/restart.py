@@ -1,6 +1,6 @@
 """Restart with a data file: how soon the real process answers 200 when it starts on 100,000 tags of data.
 
-    python3 bench/restart.py [--repositories 10000] [--tags 10] [--runs 3]
+    python3 -m bench.restart [--repositories 10000] [--tags 10] [--runs 3]
 
 Writes a synthetic snapshot (10,000 repositories x 10 tags, layers shared inside each repository and
 across the registry) with ``DataFile.save``, times ``DataFile.load``, then starts
@@ -16,7 +16,6 @@ import argparse
 import gc
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,24 +28,17 @@ from urllib.parse import quote
 import jwt
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitlab_registry_usage_rest.config import load_config, parse_config  # noqa: E402
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing  # noqa: E402
-from gitlab_registry_usage_rest.persistence import DataFile, encode  # noqa: E402
-from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
-from tests.support.processes import stop_process  # noqa: E402
+from gitlab_registry_usage_rest.config import load_config, parse_config
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.persistence import DataFile, encode
+from gitlab_registry_usage_rest.sizes import build_snapshot
+from tests.support.processes import free_port, stop_process
 
 SECRET = "bench-restart-secret-" + "k7" * 20
 START_TIMEOUT = 30.0
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def synthetic_listing(repositories: int, tags: int, seed: int = 1) -> Listing:

@@ -1,9 +1,9 @@
 """Serving benchmark ("serving fast"): the original 0.3.3 against ours, both on cheroot, measured with wrk.
 
-    python3 bench/serve.py [--seconds 10] [--repositories 1000] [--tags 5] [--connections 1,32]
+    python3 -m bench.serve [--seconds 10] [--repositories 1000] [--tags 5] [--connections 1,32]
 
 One registry of REPOSITORIES x TAGS images (a real docker-registry, pushed once and cached, see
-bench/original.py), both services crawling it, both running throughout: the original is settled first (its
+bench/harness.py), both services crawling it, both running throughout: the original is settled first (its
 start-up crawl, the second crawl it starts at once, and the first request that computes its disk sizes), then
 ours starts, and then the services take turns cell by cell, each measured while the other is idle, so that
 the drift in this machine's speed does not go into the ratio. For every endpoint and connection count, wrk
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,14 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import original as bench  # noqa: E402  (bench/original.py)
+from bench import harness
+from tests.support.processes import free_port
 
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing  # noqa: E402
-from gitlab_registry_usage_rest.persistence import DataFile  # noqa: E402
-from gitlab_registry_usage_rest.sizes import build_snapshot  # noqa: E402
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.persistence import DataFile
+from gitlab_registry_usage_rest.sizes import build_snapshot
 
 GZIP = {"Accept-Encoding": "gzip"}
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -78,23 +76,23 @@ class Scale:
 
 @dataclass
 class Cell:
-    result: bench.WrkResult | None
+    result: harness.WrkResult | None
     note: str = ""
 
 
-def probe(service: bench.Service, endpoint: Endpoint, extra: dict[str, str] | None = None) -> Probe:
+def probe(service: harness.Service, endpoint: Endpoint, extra: dict[str, str] | None = None) -> Probe:
     """One request as wrk will send it (no Accept-Encoding unless the endpoint sets one): status, bytes, ETag."""
     headers = {**IDENTITY, **endpoint.headers, **(extra or {})}
     started = time.monotonic()
-    with bench.local_session() as session:
-        response = session.get(service.url + endpoint.path, headers={**headers, **bench.bearer(service.token)},
+    with harness.local_session() as session:
+        response = session.get(service.url + endpoint.path, headers={**headers, **harness.bearer(service.token)},
                                timeout=600, stream=True)
         body = response.raw.read(decode_content=False)
     return Probe(response.status_code, len(body), response.headers.get("Content-Encoding", "identity"),
                  response.headers.get("ETag"), time.monotonic() - started)
 
 
-def measure(services: dict[str, bench.Service], endpoints: list[Endpoint], connections: list[int], seconds: float,
+def measure(services: dict[str, harness.Service], endpoints: list[Endpoint], connections: list[int], seconds: float,
             ) -> tuple[dict[str, dict[tuple[str, int], Cell]], dict[str, dict[str, Probe]]]:
     """Every cell for every service, the services taking turns cell by cell.
 
@@ -116,7 +114,7 @@ def measure(services: dict[str, bench.Service], endpoints: list[Endpoint], conne
         for label, service in services.items():
             if label == "floor" and number:
                 continue
-            headers[label] = {**endpoint.headers, **bench.bearer(service.token)}
+            headers[label] = {**endpoint.headers, **harness.bearer(service.token)}
             drained += idle()
             first = probe(service, endpoint)
             probes[label][endpoint.label] = first
@@ -131,11 +129,11 @@ def measure(services: dict[str, bench.Service], endpoints: list[Endpoint], conne
         for conns in connections:
             for label in headers:
                 drained += idle()
-                bench.log(f"{label}: {endpoint.label}, {conns} connection(s), {seconds:g} s")
-                result = bench.run_wrk(services[label].url + endpoint.path, connections=conns, seconds=seconds,
+                harness.log(f"{label}: {endpoint.label}, {conns} connection(s), {seconds:g} s")
+                result = harness.run_wrk(services[label].url + endpoint.path, connections=conns, seconds=seconds,
                                        headers=headers[label], timeout_s=max(30.0, seconds * 2))
                 cells[label][(endpoint.label, conns)] = Cell(result)
-    bench.log(f"{drained:.0f} s spent waiting for left-over requests between cells")
+    harness.log(f"{drained:.0f} s spent waiting for left-over requests between cells")
     return cells, probes
 
 
@@ -167,29 +165,29 @@ def synthetic_data_file(path: Path, repositories: int, tags: int) -> tuple[int, 
 def memory_at_scale(workdir: Path, repositories: int, tags: int, secret: str) -> Scale:
     """Peak RSS of ours serving repositories x tags from a data file, before and after a round of embed=true."""
     data_file = workdir / "snapshot.json"
-    bench.log(f"writing a synthetic data file of {repositories} x {tags} ...")
+    harness.log(f"writing a synthetic data file of {repositories} x {tags} ...")
     file_bytes, _ = synthetic_data_file(data_file, repositories, tags)
     # Nothing listens at the registry URL: the data can only come from the file (the refresh just fails).
-    dead = f"http://127.0.0.1:{bench.free_port()}/"
-    ours = bench.start_ours(workdir / "ours", dead, dead, None, bench.free_port(), secret, data_file=data_file)
+    dead = f"http://127.0.0.1:{free_port()}/"
+    ours = harness.start_ours(workdir / "ours", dead, dead, None, free_port(), secret, data_file=data_file)
     try:
         loaded = ours.memory_kib()
         path = "/repositories?embed=true"
         timings: list[float] = []
 
         def fetch(_: int) -> int:
-            with bench.local_session() as session:
+            with harness.local_session() as session:
                 total = 0
                 for _ in range(2):
                     started = time.monotonic()
-                    response = session.get(ours.url + path, headers={**IDENTITY, **bench.bearer(ours.token)},
+                    response = session.get(ours.url + path, headers={**IDENTITY, **harness.bearer(ours.token)},
                                            timeout=600)
                     timings.append(time.monotonic() - started)
                     response.raise_for_status()
                     total = len(response.content)
                 return total
 
-        bench.log(f"ours at {repositories} x {tags}: one request, then 8 clients x 2 requests of {path}")
+        harness.log(f"ours at {repositories} x {tags}: one request, then 8 clients x 2 requests of {path}")
         body_bytes = fetch(0)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(fetch, range(8)))
@@ -228,7 +226,7 @@ def print_table(endpoints: list[Endpoint], connections: list[int], results: dict
                     rates.append(None)
                     continue
                 r = cell.result
-                line += (f" | {r.rps:>8.1f} {r.requests:>5} {bench.fmt_ms(r.p50_ms):>8} {bench.fmt_ms(r.p99_ms):>8} "
+                line += (f" | {r.rps:>8.1f} {r.requests:>5} {harness.fmt_ms(r.p50_ms):>8} {harness.fmt_ms(r.p99_ms):>8} "
                          f"{r.non_2xx_3xx:>8} {r.errors:>3}")
                 rates.append(r.rps if r.requests else 0.0)
             if len(services) == 2:
@@ -250,14 +248,14 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true", help="skip the data-file memory figure")
     args = parser.parse_args()
     connections = [int(value) for value in args.connections.split(",")]
-    bench.ensure_wrk()
-    secret = bench.new_secret()
+    harness.ensure_wrk()
+    secret = harness.new_secret()
     results: dict[str, dict[tuple[str, int], Cell]] = {}
     probes: dict[str, dict[str, Probe]] = {}
     memory: dict[str, dict[str, int]] = {}
     tree: dict[str, dict[str, int]] = {}
     notes: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp, bench.registry_with(args.repositories, args.tags) as registry:
+    with tempfile.TemporaryDirectory() as tmp, harness.registry_with(args.repositories, args.tags) as registry:
         name = registry.names()[args.repositories // 2]
         endpoints = [
             Endpoint("/repositories/<name>", f"/repositories/{quote(name, safe='')}"),
@@ -266,25 +264,25 @@ def main() -> None:
             Endpoint("?embed=true&links=true, gzip", "/repositories?embed=true&links=true", GZIP),
             Endpoint("?embed=true, If-None-Match (304)", "/repositories?embed=true", revalidate=True),
         ]
-        services: dict[str, bench.Service] = {}
+        services: dict[str, harness.Service] = {}
         try:
             if args.only != "ours":
-                bench.log(f"starting the original on {args.repositories} x {args.tags} ...")
-                original = services["original"] = bench.start_original(
-                    Path(tmp) / "original", registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret)
-                bench.log(f"original listens after {original.startup_seconds:.0f} s (its first crawl); waiting for "
+                harness.log(f"starting the original on {args.repositories} x {args.tags} ...")
+                original = services["original"] = harness.start_original(
+                    Path(tmp) / "original", registry.registry_url, registry.gitlab_url, None, free_port(), secret)
+                harness.log(f"original listens after {original.startup_seconds:.0f} s (its first crawl); waiting for "
                           f"the crawl it starts right away and for its lazily computed disk sizes ...")
-                crawl, warm = bench.settle_original(original, original.token, endpoints[0].path)
+                crawl, warm = harness.settle_original(original, original.token, endpoints[0].path)
                 notes.append(f"original: first crawl before listening {original.startup_seconds:.0f} s, the second "
                              f"crawl it starts at once {crawl:.0f} s, first figure request (computes disk sizes) "
                              f"{warm:.1f} s; all before measuring")
             if args.only != "original":
-                bench.log(f"starting ours on {args.repositories} x {args.tags} ...")
-                ours = services["ours"] = bench.start_ours(
-                    Path(tmp) / "ours", registry.registry_url, registry.gitlab_url, None, bench.free_port(), secret)
+                harness.log(f"starting ours on {args.repositories} x {args.tags} ...")
+                ours = services["ours"] = harness.start_ours(
+                    Path(tmp) / "ours", registry.registry_url, registry.gitlab_url, None, free_port(), secret)
                 notes.append(f"ours: first data after {ours.startup_seconds:.1f} s (serves at once, crawls "
                              f"concurrently); refresh_interval 60 minutes, so no refresh while measuring")
-                services["floor"] = bench.start_floor(Path(tmp) / "floor", bench.free_port())
+                services["floor"] = harness.start_floor(Path(tmp) / "floor", free_port())
             results, probes = measure(services, endpoints, connections, args.seconds)
             memory = {label: service.memory_kib() for label, service in services.items() if label != "floor"}
             tree = {label: service.tree_memory_kib() for label, service in services.items() if label != "floor"}
@@ -312,8 +310,8 @@ def main() -> None:
             cell = floor[(endpoints[0].label, conns)]
             if cell.result is not None:
                 r = cell.result
-                print(f"  {conns:>3} connection(s): {r.rps:8.1f} req/s, p50 {bench.fmt_ms(r.p50_ms)} ms, "
-                      f"p99 {bench.fmt_ms(r.p99_ms)} ms")
+                print(f"  {conns:>3} connection(s): {r.rps:8.1f} req/s, p50 {harness.fmt_ms(r.p50_ms)} ms, "
+                      f"p99 {harness.fmt_ms(r.p99_ms)} ms")
     print("\nresponse sizes (a single request as wrk sends it, on the idle service, and its time):")
     for endpoint in endpoints:
         line = f"  {endpoint.label:<38}"

@@ -1,6 +1,6 @@
 """Size computation: ours (linear) against gitlab-registry-usage's own, on the same synthetic registry.
 
-    python3 bench/sizes.py [--tags 100000] [--give-up 60]
+    python3 -m bench.sizes [--tags 100000] [--give-up 60]
 
 Each registry has repositories of 10 tags; every tag has 10 layers: 3 base layers shared across the
 registry and 7 drawn from its repository's own 12. The library computes in a child process that is
@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitlab_registry_usage.registry.high_level_api import GitLabRegistry  # noqa: E402
+from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing  # noqa: E402
-from gitlab_registry_usage_rest.sizes import compute_usage  # noqa: E402
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.sizes import compute_usage
 
 TAGS_PER_REPOSITORY = 10
 

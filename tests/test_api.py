@@ -18,56 +18,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gitlab_registry_usage_rest.web.app import create_app
-from gitlab_registry_usage_rest.config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.model import Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
-
-SECRET = "test-secret-" + "k" * 40
-TIMESTAMP = 1521796487.7021387
-
-
-class DirectoryDown(Exception):
-    pass
-
-
-class FakeDirectory:
-    """Stands in for LDAP at this level only; the real directory is exercised in test_auth and end to end."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.down = False
-
-    def authenticate(self, username: str, password: str) -> bool:
-        self.calls.append(username)
-        if self.down:
-            raise DirectoryDown("ldaps://127.0.0.1:1 unreachable")
-        return (username, password) == ("alice", "right")
-
-
-def sample_listing() -> Listing:
-    def image(tag: str, *layers: str) -> ImageListing:
-        return ImageListing(tag, layers)
-
-    return Listing(
-        (
-            RepositoryListing("group/sub/project", (image("1.0", "base", "app1"), image("latest", "base", "app2"))),
-            RepositoryListing("group/tags", (image("v1", "base", "t1"),)),
-            RepositoryListing("group", (image("tags", "base"),)),
-            RepositoryListing("broken", None),
-        ),
-        {"base": 100, "app1": 10, "app2": 20, "t1": 5},
-    )
-
-
-def make_config(**general: Any) -> Config:
-    return Config(
-        general=GeneralConfig(**general),
-        ldap=LdapConfig(),
-        jwt=JwtConfig(secret_key=SECRET, auth_token_expires=datetime.timedelta(hours=1)),
-        registry=RegistryConfig(),
-    )
-
+from tests.support.webapp import (
+    AUDIENCE,
+    ISSUER,
+    SECRET,
+    TIMESTAMP,
+    DirectoryDown,
+    FakeDirectory,
+    basic,
+    make_config,
+    sample_listing,
+)
 
 @pytest.fixture
 def directory() -> FakeDirectory:
@@ -90,10 +54,6 @@ def app(holder: SnapshotHolder, directory: FakeDirectory) -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as client:
         yield client
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 @pytest.fixture
@@ -147,7 +107,6 @@ def test_directory_down_is_503_not_500(client: FlaskClient, directory: FakeDirec
 
 # --- tokens ------------------------------------------------------------------------------------
 
-ISSUER = AUDIENCE = "gitlab-registry-usage-rest"
 
 
 def forge(secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:

@@ -14,8 +14,10 @@ from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
-from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
-from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, Pusher
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.pusher import Pusher
 
 
 class ScriptedCrawler:

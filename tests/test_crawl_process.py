@@ -26,10 +26,12 @@ from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
-from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 from tests.support.processes import running, until
 from tests.support.proxy import FaultyProxy, delay
-from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, free_port
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.registry
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PushedRegistry, expected_figures, service_config
-from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
+from tests.support.pushed import PushedRegistry, expected_figures
+from tests.support.service import service_config
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.service import ServiceProcess
 from tests.support.slapd import Slapd
 

@@ -19,7 +19,7 @@ from gitlab_registry_usage_rest.web.replay import ResponseReplay
 from gitlab_registry_usage_rest.web.tokens import VerifiedTokens
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
-from tests.test_api import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing
+from tests.support.webapp import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing
 
 BIG = "/repositories?embed=true&links=true"
 

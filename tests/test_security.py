@@ -27,7 +27,7 @@ from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from gitlab_registry_usage_rest.web.throttle import LoginThrottle
 from tests.support.service import ServiceProcess
-from tests.test_api import AUDIENCE, ISSUER, SECRET, FakeDirectory, basic, make_config, sample_listing
+from tests.support.webapp import AUDIENCE, ISSUER, SECRET, FakeDirectory, basic, make_config, sample_listing
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from gitlab_registry_usage_rest.server import PIECE, in_pieces
-from tests.conftest import PushedRegistry, service_config
+from tests.support.pushed import PushedRegistry
+from tests.support.service import service_config
 from tests.support.proxy import FaultyProxy, delay
-from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.service import ServiceProcess
 from tests.support.slapd import Slapd
 

@@ -20,17 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 from tests.support.proxy import FaultyProxy, delay, drop, garble, respond, truncate
-from tests.support.registry import (
-    DOCKER_MANIFEST,
-    SERVICE,
-    DistributionRegistry,
-    GitLabTokenEndpoint,
-    Pusher,
-    free_port,
-    sha256_digest,
-)
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import SERVICE, GitLabTokenEndpoint
+from tests.support.processes import free_port
+from tests.support.pusher import DOCKER_MANIFEST, Pusher, sha256_digest
 
 pytestmark = pytest.mark.registry
 

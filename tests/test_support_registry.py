@@ -8,20 +8,9 @@ import pytest
 import requests
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
-from tests.support.registry import (
-    DOCKER_MANIFEST,
-    DOCKER_SCHEMA1_SIGNED,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    SERVICE,
-    DistributionRegistry,
-    GitLabTokenEndpoint,
-    Platform,
-    PushedImage,
-    Pusher,
-    RegistryError,
-    TokenSigner,
-)
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import SERVICE, GitLabTokenEndpoint, TokenSigner
+from tests.support.pusher import DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST, Platform, PushError, PushedImage, Pusher
 
 USER = "root"
 ACCESS_TOKEN = "glpat-registry-tests"
@@ -184,7 +173,7 @@ def test_oci_index_with_attestations_is_served_only_to_clients_accepting_indexes
     assert [entry["annotations"]["vnd.docker.reference.digest"] for entry in entries[2:]] == [
         image.digest for image in index.images
     ]
-    with pytest.raises(RegistryError) as refused:
+    with pytest.raises(PushError) as refused:
         pusher.get_manifest("multi/app", "v1", OCI_MANIFEST)
     assert refused.value.status == 404
     assert "MANIFEST_UNKNOWN" in refused.value.body

@@ -32,7 +32,7 @@ from types import FrameType, TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from tests.support.registry import free_port
+from tests.support.processes import free_port
 
 log = logging.getLogger(__name__)
 

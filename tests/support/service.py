@@ -2,61 +2,52 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import requests
 
-from tests.support.registry import free_port
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.processes import ManagedProcess, free_port, inherited_environment, local_session, until
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER
+from tests.support.slapd import Slapd
+
+JWT_SECRET = "end-to-end-jwt-secret-" + "q" * 32
 
 
-class ServiceProcess:
+class ServiceProcess(ManagedProcess):
     """``python -m gitlab_registry_usage_rest ARGS`` with its output in a log file and a readiness poll."""
 
+    name = "the service"
+
     def __init__(self, workdir: Path, args: list[str], *, port: int | None = None, prefix: str = "") -> None:
+        super().__init__(workdir / "service.log")
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.args = args
         self.prefix = prefix
-        self.log_path = workdir / "service.log"
         self.url = f"http://127.0.0.1:{self.port}{prefix}"
-        self.http = requests.Session()
-        self.http.trust_env = False
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self.http = local_session()
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
-        self._log_file = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "gitlab_registry_usage_rest", *self.args, "--port", str(self.port)],
-            stdout=self._log_file, stderr=subprocess.STDOUT, cwd=self.workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"the service exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                self.http.get(self.url + "/repositories", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the service did not answer within {timeout}s:\n{self.log()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gitlab_registry_usage_rest", *self.args, "--port", str(self.port)]
 
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
+    def environment(self) -> dict[str, str]:
+        return inherited_environment(PYTHONUNBUFFERED="1")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def working_directory(self) -> Path:
+        return self.workdir
+
+    def ready(self) -> bool:
+        try:
+            self.http.get(self.url + "/repositories", timeout=1)
+        except requests.ConnectionError:
+            return False
+        return True
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 10)
@@ -69,13 +60,8 @@ class ServiceProcess:
 
     def wait_for_data(self, headers: dict[str, str], timeout: float = 30.0) -> float:
         """Poll ``/repositories`` until the first snapshot is served; returns its timestamp."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            timestamp = self.get("/repositories", headers=headers).json()["timestamp"]
-            if timestamp is not None:
-                return float(timestamp)
-            time.sleep(0.1)
-        raise RuntimeError(f"no data within {timeout}s:\n{self.log()}")
+        return float(until(lambda: self.get("/repositories", headers=headers).json()["timestamp"],
+                           "no data", timeout, self.log))
 
     def demo_password(self) -> str:
         match = re.search(r"password '([^']+)'", self.log())
@@ -84,28 +70,34 @@ class ServiceProcess:
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` and return at once (SIGHUP: refresh now)."""
-        assert self._process is not None
-        self._process.send_signal(sig)
+        self.process.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         """Send ``sig`` and wait; returns the exit status and how long the process took to end."""
-        assert self._process is not None
-        started = time.monotonic()
-        if self._process.poll() is None:
-            self._process.send_signal(sig)
-        try:
-            code = self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            code = self._process.wait()
+        result = super().stop(sig, timeout)
         self.http.close()
-        if self._log_file is not None:
-            self._log_file.close()
-        return code, time.monotonic() - started
+        return result
 
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self.stop()
+def service_config(
+    workdir: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd, **overrides: str
+) -> Path:
+    """A config file as an administrator writes it, pointing at the test servers."""
+    values = {
+        "general": {"refresh_interval": "1 hour", "data_file": str(workdir / "snapshot.json")},
+        "ldap": {"host": slapd.ldaps_url, "base_dn": slapd.base_dn, "valid_gid": slapd.valid_gid,
+                 "ca_file": str(slapd.ca_file), "timeout": "5 seconds"},
+        "jwt": {"secret_key": JWT_SECRET, "auth_token_expires": "1 hour"},
+        "registry": {"gitlab_base_url": gitlab.url, "registry_base_url": registry.url,
+                     "username": REGISTRY_USER, "access_token": REGISTRY_TOKEN},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        values[section][name] = value
+    text = "".join(
+        f"[{section}]\n" + "".join(f"{name} = {value}\n" for name, value in items.items()) + "\n"
+        for section, items in values.items()
+    )
+    path = workdir / "gitlab_registry_usage_rest.conf"
+    path.write_text(text)
+    return path

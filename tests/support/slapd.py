@@ -12,7 +12,6 @@ Groups come in the three shapes directories use (groupOfNames, groupOfUniqueName
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -20,11 +19,9 @@ import os
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import ldap3
 from cryptography import x509
@@ -34,7 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
 
-from tests.support.processes import stop_process
+from tests.support.processes import ManagedProcess, ProcessStartError, free_ports
 
 SLAPD = Path("/usr/sbin/slapd")
 SLAPADD = Path("/usr/sbin/slapadd")
@@ -126,7 +123,7 @@ GROUPS = (
 )
 
 
-class SlapdError(RuntimeError):
+class SlapdError(ProcessStartError):
     """slapd could not be set up or did not become ready; the message carries the end of its log."""
 
 
@@ -256,26 +253,18 @@ def _directory_ldif() -> str:
     return "".join(records)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on: held open together so the kernel hands out different ones."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.create_server(("127.0.0.1", 0))) for _ in range(count)]
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-class Slapd:
+class Slapd(ManagedProcess):
     """A real slapd with the directory above; ``stop()`` and ``start()`` repeat on the same ports and data."""
 
     def __init__(self, workdir: Path, tls: TlsFiles | None = None, *, anonymous_search: bool = True) -> None:
         for binary in (SLAPD, SLAPADD):
             if not binary.exists():
                 raise SlapdError(f"{binary} is missing: install the Debian packages slapd and ldap-utils")
+        super().__init__(workdir / "slapd.log", start_timeout=READY_TIMEOUT)
         self._workdir = workdir
         self._anonymous_search = anonymous_search
         self._tls = tls if tls is not None else make_ca(workdir / "tls")
-        self._ldap_port, self._ldaps_port = _free_ports(2)
-        self._log_file = workdir / "slapd.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._ldap_port, self._ldaps_port = free_ports(2)
         self._data_dir = workdir / "data"
         self._data_dir.mkdir()
         self._config_file = workdir / "slapd.conf"
@@ -397,54 +386,19 @@ class Slapd:
         if loaded.returncode != 0:
             raise SlapdError(f"slapadd failed with status {loaded.returncode}:\n{loaded.stderr}")
 
-    def start(self) -> None:
-        """Start slapd and return once it answers a search over StartTLS."""
-        if self._process is not None:
-            raise SlapdError("slapd is already running")
-        listen = f"{self.ldap_url}/ {self.ldaps_url}/"
-        with self._log_file.open("ab") as log:
-            self._process = subprocess.Popen(
-                [str(SLAPD), "-d", "0", "-f", str(self._config_file), "-h", listen],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
+    name = "slapd"
+    start_error = SlapdError
+
+    def command(self) -> list[str]:
+        return [str(SLAPD), "-d", "0", "-f", str(self._config_file), "-h", f"{self.ldap_url}/ {self.ldaps_url}/"]
+
+    def ready(self) -> bool:
+        """Both ports accept connections and a search as ``reader`` over StartTLS works."""
         try:
-            self._wait_until_ready(self._process)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop slapd and wait until it has exited, so its ports are free."""
-        if self._process is None:
-            return
-        stop_process(self._process)
-        self._process = None
-
-    def __enter__(self) -> Slapd:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                self._probe()
-                return
-            except (OSError, LDAPException) as error:
-                last_error = error
-            if time.monotonic() > deadline:
-                raise SlapdError(
-                    f"slapd did not answer within {READY_TIMEOUT:.0f} s ({last_error}):\n{self._log_tail()}"
-                )
-            # Waiting on the process paces the polling and notices at once if slapd exits.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                status = process.wait(timeout=0.05)
-                raise SlapdError(f"slapd exited with status {status}:\n{self._log_tail()}")
+            self._probe()
+        except (OSError, LDAPException):
+            return False
+        return True
 
     def _probe(self) -> None:
         """Raise unless both ports accept connections and a search as ``reader`` over StartTLS works."""
@@ -463,7 +417,3 @@ class Slapd:
                 raise SlapdError(f"search of {BASE_DN} failed: {connection.result['description']}")
         finally:
             connection.unbind()
-
-    def _log_tail(self, lines: int = 20) -> str:
-        text = self._log_file.read_text(encoding="utf-8", errors="replace") if self._log_file.exists() else ""
-        return "\n".join(text.splitlines()[-lines:]) or "(slapd wrote nothing)"

@@ -1,6 +1,6 @@
 """Run the original gitlab-registry-usage-rest 0.3.3 and ours side by side, for the serving benchmarks.
 
-    python3 bench/original.py --check       # builds what is missing, then checks that both really serve
+    python3 -m bench.original --check       # builds what is missing, then checks that both really serve
 
 Importable helpers (bench/serve.py and bench/load.py use them):
 
@@ -49,12 +49,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import jwt  # noqa: E402
-import requests  # noqa: E402
+import jwt
+import requests
 
-from tests.support.processes import stop_process  # noqa: E402
+from tests.support.processes import free_port, stop_process
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gitlab-registry-usage-rest-bench"
 VENV = CACHE / "original-venv"
@@ -111,13 +110,6 @@ def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when this process dies, so no benchmark leaves servers behind."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -472,15 +464,15 @@ def start_ours(workdir: Path, registry_url: str, gitlab_url: str, ldap: Any, por
 
 
 def start_floor(workdir: Path, port: int, threads: int | None = None, timeout: float = 30.0) -> Service:
-    """bench/floor.py: cheroot with a WSGI app that answers fixed bytes (what any cheroot service costs here),
+    """bench.floor: cheroot with a WSGI app that answers fixed bytes (what any cheroot service costs here),
     with ours' default number of threads unless told otherwise."""
     if threads is None:
         from gitlab_registry_usage_rest.config import GeneralConfig
 
         threads = GeneralConfig().threads
     workdir.mkdir(parents=True, exist_ok=True)
-    service = _launch("floor", [sys.executable, str(Path(__file__).with_name("floor.py")), str(port), str(threads)],
-                      workdir, port, workdir / "floor.conf")
+    service = _launch("floor", [sys.executable, "-m", "bench.floor", str(port), str(threads)],
+                      workdir, port, workdir / "floor.conf", {"PYTHONPATH": str(ROOT)})
     _wait_listening(service, port, time.monotonic() + timeout)
     service.token = ""
     return service
@@ -509,7 +501,9 @@ def _point_storage(registry: Any, storage: Path) -> None:
 
 def _push(storage: Path, repositories: int, tags: int) -> None:
     """Push the benchmark images into ``storage`` (the layout of bench/crawl.py: shared bases, per-repo deps)."""
-    from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, Pusher, TokenSigner
+    from tests.support.distribution import DistributionRegistry
+    from tests.support.gitlab_stand_in import GitLabTokenEndpoint, TokenSigner
+    from tests.support.pusher import Pusher
 
     with tempfile.TemporaryDirectory() as tmp, GitLabTokenEndpoint(TokenSigner(), USER, ACCESS_TOKEN) as gitlab:
         registry = DistributionRegistry(Path(tmp), gitlab)
@@ -566,7 +560,8 @@ def cached_storage(repositories: int, tags: int) -> Path:
 
 def _serve_registry(repositories: int, tags: int) -> None:
     """Child process: the cached registry and a token endpoint; prints READY <registry> <gitlab>, stops on SIGTERM."""
-    from tests.support.registry import DistributionRegistry, GitLabTokenEndpoint, TokenSigner
+    from tests.support.distribution import DistributionRegistry
+    from tests.support.gitlab_stand_in import GitLabTokenEndpoint, TokenSigner
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -598,7 +593,7 @@ class RegistryFixture:
 def registry_with(repositories: int, tags: int, timeout: float = 3600.0) -> Iterator[RegistryFixture]:
     """A running registry with ``repositories`` x ``tags`` images (cached storage) and its token endpoint."""
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve-registry", str(repositories), str(tags)],
+        [sys.executable, "-m", "bench.harness", "--serve-registry", str(repositories), str(tags)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_die_with_parent,
         env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
     )

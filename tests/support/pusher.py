@@ -1,50 +1,26 @@
-"""A real Docker Distribution registry behind a GitLab-style token endpoint, for integration tests.
+"""Pushing images of exactly known byte sizes without docker, so tests compare exact numbers."""
 
-The service under test gets bearer tokens from GitLab's ``/jwt/auth`` and reads the registry's ``/v2`` API, so tests
-run both for real on 127.0.0.1: :class:`GitLabTokenEndpoint` issues tokens signed by a :class:`TokenSigner`,
-:class:`DistributionRegistry` runs ``docker-registry`` trusting that signer, and :class:`Pusher` uploads images of
-exactly known byte sizes, so assertions compare exact numbers.
-"""
 
-from __future__ import annotations
-
-import base64
-import binascii
-import datetime
 import hashlib
 import json
 import logging
-import os
 import random
-import secrets
-import socket
-import subprocess
-import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from typing import Any, Literal, Self
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import jwt
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from tests.support.processes import stop_process
+from tests.support.processes import local_session
+
 
 log = logging.getLogger(__name__)
 
-ISSUER = "gitlab-issuer"
-SERVICE = "container_registry"
+from tests.support.gitlab_stand_in import SERVICE
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -57,332 +33,13 @@ ACCEPT_ANY_MANIFEST = ", ".join((DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANI
 
 ImageFormat = Literal["docker", "oci"]
 
-# GitLab grants an administrator asking for "*" on a repository these actions.
-_WILDCARD_ACTIONS = ("pull", "push", "delete")
 # A fixed creation time keeps config blobs, and so manifest digests, the same for the same layers.
 _CREATED = "2024-01-01T00:00:00Z"
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that is free now, for servers whose URL must be known before they start."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def sha256_digest(data: bytes) -> str:
     """The content address the registry gives ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def libtrust_key_id(public_key: rsa.RSAPublicKey) -> str:
-    """The ID the registry derives from a trusted key; a token's ``kid`` header must equal it."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
-    return ":".join(encoded[start : start + 4] for start in range(0, len(encoded), 4))
-
-
-def _local_session() -> requests.Session:
-    """A session that ignores proxy and netrc settings from the environment: test traffic stays on 127.0.0.1."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-class TokenSigner:
-    """Signs registry tokens as GitLab does, with a fresh key whose certificate the registry is told to trust."""
-
-    def __init__(self, issuer: str = ISSUER, audience: str = SERVICE) -> None:
-        self.issuer = issuer
-        self.audience = audience
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = libtrust_key_id(self._key.public_key())
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        """The verification key, for tests that decode issued tokens."""
-        return self._key.public_key()
-
-    def write_certificate(self, path: Path) -> Path:
-        """Write a self-signed certificate of the signing key as PEM, for the registry's ``rootcertbundle``."""
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .sign(self._key, hashes.SHA256())
-        )
-        path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        return path
-
-    def sign(self, subject: str, access: list[dict[str, Any]], lifetime_s: int = 300) -> str:
-        """An RS256 JWT granting ``access`` to ``subject``, with GitLab's claims (``nbf`` 5 s before ``iat``)."""
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": self.audience,
-            "iat": now,
-            "nbf": now - 5,
-            "exp": now + lifetime_s,
-            "jti": str(uuid.uuid4()),
-            "access": access,
-        }
-        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
-
-
-def scope_to_access(scope: str) -> dict[str, Any]:
-    """The access entry GitLab grants an administrator for one ``scope`` parameter."""
-    kind, _, rest = scope.partition(":")
-    # Repository names contain slashes but never colons, so the actions follow the last colon.
-    name, _, actions = rest.rpartition(":")
-    if kind not in ("registry", "repository") or not name or not actions:
-        raise ValueError(f"malformed scope {scope!r}")
-    granted = actions.split(",")
-    if kind == "repository":
-        expanded = (_WILDCARD_ACTIONS if action == "*" else (action,) for action in granted)
-        granted = list(dict.fromkeys(action for actions in expanded for action in actions))
-    return {"type": kind, "name": name, "actions": granted}
-
-
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    """The (username, password) of a ``Basic`` Authorization header, or None if there is none."""
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        username, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (username, password) if colon else None
-
-
-class GitLabTokenEndpoint:
-    """GitLab's ``/jwt/auth`` for one administrator: checks basic auth, then grants every scope asked for."""
-
-    def __init__(self, signer: TokenSigner, username: str, access_token: str, *, lifetime_s: int = 300) -> None:
-        self.signer = signer
-        self.username = username
-        self.lifetime_s = lifetime_s
-        self._access_token = access_token
-        self._port = free_port()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._requests = 0
-
-    @property
-    def url(self) -> str:
-        """The GitLab base URL with a trailing slash, as gitlab-registry-usage appends ``jwt/auth`` to it."""
-        return f"http://127.0.0.1:{self._port}/"
-
-    @property
-    def realm(self) -> str:
-        """The token URL the registry names in its ``WWW-Authenticate`` challenge."""
-        return self.url + "jwt/auth"
-
-    @property
-    def requests(self) -> int:
-        """How many requests the endpoint has answered, to check token caching."""
-        with self._lock:
-            return self._requests
-
-    def start(self) -> None:
-        """Listen and serve from a daemon thread."""
-        if self._server is not None:
-            raise RuntimeError(f"token endpoint {self.url} is already running")
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), partial(_TokenRequestHandler, self))
-        # A short poll interval makes stop() return at once instead of after up to the default half second.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gitlab-token-endpoint", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def answer(self, path: str, authorization: str | None) -> tuple[HTTPStatus, dict[str, str], dict[str, Any]]:
-        """Status, extra headers and JSON body for one GET, as GitLab would send them."""
-        with self._lock:
-            self._requests += 1
-        url = urlsplit(path)
-        query = parse_qs(url.query)
-        # GitLab answers 404 for a service it does not know.
-        if url.path != "/jwt/auth" or query.get("service") != [SERVICE]:
-            return HTTPStatus.NOT_FOUND, {}, {"message": "404 Not Found"}
-        if _basic_credentials(authorization) != (self.username, self._access_token):
-            message = "HTTP Basic: Access denied. The provided password or token is incorrect."
-            return (
-                HTTPStatus.UNAUTHORIZED,
-                {"WWW-Authenticate": 'Basic realm="GitLab"'},
-                {"errors": [{"code": "UNAUTHORIZED", "message": message}]},
-            )
-        try:
-            access = [scope_to_access(scope) for scope in query.get("scope", [])]
-        except ValueError as error:
-            return HTTPStatus.BAD_REQUEST, {}, {"errors": [{"code": "INVALID_SCOPE", "message": str(error)}]}
-        token = self.signer.sign(self.username, access, self.lifetime_s)
-        issued_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        body = {"token": token, "access_token": token, "expires_in": self.lifetime_s, "issued_at": issued_at}
-        return HTTPStatus.OK, {}, body
-
-
-class _TokenRequestHandler(BaseHTTPRequestHandler):
-    """Hands each GET to its :class:`GitLabTokenEndpoint` and writes the JSON answer."""
-
-    def __init__(self, endpoint: GitLabTokenEndpoint, *args: Any) -> None:
-        # Set before the base constructor runs, because that handles the request.
-        self._endpoint = endpoint
-        super().__init__(*args)
-
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        status, headers, body = self._endpoint.answer(self.path, self.headers.get("Authorization"))
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
-        # The base class writes to stderr; route it to logging so pytest captures it with everything else.
-        log.debug("token endpoint: " + format, *args)
-
-
-class RegistryStartError(RuntimeError):
-    """``docker-registry`` did not come up; the message carries the end of its log."""
-
-
-class DistributionRegistry:
-    """A ``docker-registry serve`` process with its own storage, trusting the tokens of one token endpoint."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        tokens: GitLabTokenEndpoint,
-        *,
-        catalog_max_entries: int | None = None,
-        start_timeout_s: float = 20.0,
-        executable: str = "docker-registry",
-    ) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / "config.yml"
-        self.log_path = workdir / "registry.log"
-        self._start_timeout_s = start_timeout_s
-        self._executable = executable
-        self._process: subprocess.Popen[bytes] | None = None
-        certificate = tokens.signer.write_certificate(workdir / "token-signer.pem")
-        config: dict[str, Any] = {
-            "version": "0.1",
-            "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}, "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{free_port()}", "secret": secrets.token_hex(16)},
-            "auth": {
-                "token": {
-                    "realm": tokens.realm,
-                    "service": tokens.signer.audience,
-                    "issuer": tokens.signer.issuer,
-                    "rootcertbundle": str(certificate),
-                }
-            },
-        }
-        if catalog_max_entries is not None:
-            config["catalog"] = {"maxentries": catalog_max_entries}
-        # YAML is a superset of JSON: no YAML library is needed to write the config or to read it back.
-        self.config_path.write_text(json.dumps(config, indent=2))
-
-    @property
-    def port(self) -> int:
-        """The port in the written config: the one place it is kept, so every restart listens on it again."""
-        address: str = json.loads(self.config_path.read_text())["http"]["addr"]
-        return int(address.rpartition(":")[2])
-
-    @property
-    def url(self) -> str:
-        """The registry base URL with a trailing slash, as gitlab-registry-usage appends ``v2/...`` to it."""
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        """Start the process (again after :meth:`stop`: same port and storage) and wait until ``/v2/`` answers 401."""
-        if self._process is not None:
-            raise RuntimeError(f"registry {self.url} is already running")
-        # REGISTRY_* variables override config keys, so none may leak in from the caller's environment.
-        env = {name: value for name, value in os.environ.items() if not name.startswith("REGISTRY_")}
-        env["OTEL_TRACES_EXPORTER"] = "none"
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [self._executable, "serve", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        try:
-            self._wait_until_ready(self._process)
-        except BaseException:
-            # Whatever ended the wait, no half-started registry is left behind.
-            self.stop()
-            raise
-
-    def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self._start_timeout_s
-        with _local_session() as session:
-            while True:
-                if process.poll() is not None:
-                    self._start_failed(f"docker-registry exited with status {process.returncode}")
-                # Refused while it starts; unanswered if something else holds the port (it then exits, seen above).
-                try:
-                    status: int | None = session.get(self.url + "v2/", timeout=1).status_code
-                except (requests.ConnectionError, requests.Timeout):
-                    status = None
-                if status == HTTPStatus.UNAUTHORIZED:
-                    return
-                if status is not None:
-                    self._start_failed(f"{self.url}v2/ answered {status} instead of 401: is token auth configured?")
-                if time.monotonic() > deadline:
-                    self._start_failed(f"{self.url}v2/ did not answer within {self._start_timeout_s:g} s")
-                time.sleep(0.05)
-
-    def _start_failed(self, reason: str) -> NoReturn:
-        lines = self.log_path.read_text(errors="replace").splitlines()[-30:]
-        raise RegistryStartError(f"{reason}; last lines of {self.log_path}:\n" + "\n".join(lines))
-
-    def stop(self) -> None:
-        """Stop the process, killing it if it ignores SIGTERM; config and storage stay for a restart."""
-        if self._process is None:
-            return
-        stop_process(self._process)
-        self._process = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +133,7 @@ class FetchedManifest:
         return content
 
 
-class RegistryError(RuntimeError):
+class PushError(RuntimeError):
     """The registry or token endpoint answered a step of a push or fetch with an unexpected status."""
 
     def __init__(self, response: requests.Response, expected: Sequence[int]) -> None:
@@ -498,7 +155,7 @@ class Pusher:
         self._token_url = gitlab_url + "jwt/auth"
         self._credentials = (username, access_token)
         self._timeout = timeout
-        self._session = _local_session()
+        self._session = local_session()
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, monotonic time to renew it)
 
     def close(self) -> None:
@@ -530,7 +187,7 @@ class Pusher:
             timeout=self._timeout,
         )
         if response.status_code != HTTPStatus.OK:
-            raise RegistryError(response, (HTTPStatus.OK,))
+            raise PushError(response, (HTTPStatus.OK,))
         body = response.json()
         # Renewing early keeps a token from expiring between the requests of one push.
         self._tokens[scope] = (body["token"], time.monotonic() + body["expires_in"] - 10)
@@ -555,7 +212,7 @@ class Pusher:
             timeout=self._timeout,
         )
         if response.status_code not in expected:
-            raise RegistryError(response, expected)
+            raise PushError(response, expected)
         return response
 
     def push_blob(self, repo: str, data: bytes) -> str:
