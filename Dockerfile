@@ -1,7 +1,7 @@
 # Build stage: install the package and its pinned dependencies into a virtual environment.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY setup.py pyproject.toml README.md LICENSE constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY gitlab_registry_usage_rest ./gitlab_registry_usage_rest
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c constraints.txt .

@@ -17,13 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Callable
-
-ROOT = Path(__file__).resolve().parent.parent
 
 import requests
 
@@ -35,6 +33,8 @@ from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint, TokenSigner
 from tests.support.processes import free_port
 from tests.support.pusher import Pusher
+
+ROOT = Path(__file__).resolve().parent.parent
 
 USER, TOKEN = "root", "glpat-benchmark"
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"

@@ -9,7 +9,8 @@ sends for /repositories/<name>, so the difference between this and ours is what 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from cheroot import wsgi
 

@@ -43,17 +43,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
-
-ROOT = Path(__file__).resolve().parent.parent
+from typing import Any
 
 import jwt
 import requests
 
 from tests.support.processes import free_port, stop_process
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gitlab-registry-usage-rest-bench"
 VENV = CACHE / "original-venv"
@@ -693,7 +694,8 @@ def parse_wrk(output: str, statuses: bool) -> WrkResult:
         p50_ms=_duration_ms(p50.group(1)) if p50 and int(done.group(1)) else None,
         p99_ms=_duration_ms(p99.group(1)) if p99 and int(done.group(1)) else None,
         non_2xx_3xx=int(non.group(1)) if non else 0,
-        socket_errors=dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()))) if sock else {},
+        socket_errors=(dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True))
+                       if sock else {}),
         statuses=counted,
         output=output,
     )

@@ -32,10 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-
 from bench import harness
 from tests.support.processes import free_port
-
 from tests.support.slapd import Slapd
 
 
@@ -199,7 +197,8 @@ def main() -> None:
                 service = harness.start_ours(Path(tmp) / label, registry.registry_url, registry.gitlab_url, slapd,
                                            free_port(), secret, refresh_interval="1s")
                 notes.append(f"ours: refresh_interval 1s (refreshes back to back), SIGHUP every "
-                             f"{args.sighup_every:g} s during each cell; first data after {service.startup_seconds:.1f} s")
+                             f"{args.sighup_every:g} s during each cell; "
+                             f"first data after {service.startup_seconds:.1f} s")
             endpoints = [
                 ("/repositories/<name>", name_path, harness.bearer(service.token)),
                 ("/repositories?embed=1", "/repositories?embed=1", harness.bearer(service.token)),
@@ -238,7 +237,8 @@ def main() -> None:
             print(f"  {done:>9} {memory['VmRSS'] / 1024:>6.1f} MiB {memory['VmHWM'] / 1024:>6.1f} MiB "
                   f"{tree['VmRSS'] / 1024:>7.1f} MiB {tree['VmHWM'] / 1024:>8.1f} MiB {elapsed:>7.0f}s")
         first, last = samples[0], samples[-1]
-        print(f"  difference refresh {first[0]} -> {last[0]}: VmRSS {(last[1]['VmRSS'] - first[1]['VmRSS']) / 1024:+.1f} "
+        print(f"  difference refresh {first[0]} -> {last[0]}: "
+              f"VmRSS {(last[1]['VmRSS'] - first[1]['VmRSS']) / 1024:+.1f} "
               f"MiB, VmHWM {(last[1]['VmHWM'] - first[1]['VmHWM']) / 1024:+.1f} MiB; with the crawler VmRSS "
               f"{(last[3]['VmRSS'] - first[3]['VmRSS']) / 1024:+.1f} MiB; "
               f"{(last[2] - first[2]) / max(1, last[0] - first[0]):.2f} s per refresh")

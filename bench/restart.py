@@ -28,7 +28,6 @@ from urllib.parse import quote
 import jwt
 import requests
 
-
 from gitlab_registry_usage_rest.config import load_config, parse_config
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.persistence import DataFile, encode

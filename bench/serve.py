@@ -32,13 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-
 from bench import harness
-from tests.support.processes import free_port
-
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.persistence import DataFile
 from gitlab_registry_usage_rest.sizes import build_snapshot
+from tests.support.processes import free_port
 
 GZIP = {"Accept-Encoding": "gzip"}
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -226,7 +224,8 @@ def print_table(endpoints: list[Endpoint], connections: list[int], results: dict
                     rates.append(None)
                     continue
                 r = cell.result
-                line += (f" | {r.rps:>8.1f} {r.requests:>5} {harness.fmt_ms(r.p50_ms):>8} {harness.fmt_ms(r.p99_ms):>8} "
+                line += (f" | {r.rps:>8.1f} {r.requests:>5} {harness.fmt_ms(r.p50_ms):>8} "
+                         f"{harness.fmt_ms(r.p99_ms):>8} "
                          f"{r.non_2xx_3xx:>8} {r.errors:>3}")
                 rates.append(r.rps if r.requests else 0.0)
             if len(services) == 2:

@@ -14,7 +14,6 @@ import multiprocessing
 import random
 import time
 
-
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
@@ -48,7 +47,8 @@ def ours(repositories: dict[str, dict[str, list[str]]], sizes: dict[str, int]) -
     return time.perf_counter() - started
 
 
-def _library(repositories: dict[str, dict[str, list[str]]], sizes: dict[str, int], result: "multiprocessing.Queue[float]") -> None:
+def _library(repositories: dict[str, dict[str, list[str]]], sizes: dict[str, int],
+             result: multiprocessing.Queue[float]) -> None:
     registry = GitLabRegistry("http://unused/", "http://unused/", "u", "p")
     registry._registry_catalog = list(repositories)
     registry._repository_layers = repositories

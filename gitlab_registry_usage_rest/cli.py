@@ -10,10 +10,10 @@ import os
 import secrets
 import sys
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from ._version import __version__
-from . import logs
+from . import __version__, logs
 from .config import (
     DEFAULT_CONFIG_FILENAME,
     Config,
@@ -150,10 +150,10 @@ def _log_level(config: Config) -> str:
 
 
 def _run_demo(port: int | None) -> int:
-    from .web.app import create_app
     from .demo import DemoAuthenticator, banner, demo_config, demo_listing
     from .server import serve
     from .sizes import build_snapshot
+    from .web.app import create_app
 
     logs.configure()
     config = demo_config(5000 if port is None else port)

@@ -10,8 +10,9 @@ import configparser
 import datetime
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_FILENAME = "/etc/gitlab_registry_usage_rest.conf"
@@ -134,7 +135,7 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    """One of ``choices``, in any case, as the choice is spelt (``info`` -> ``INFO``, ``memberuid`` -> ``memberUid``)."""
+    """One of ``choices`` in any case, answered as the choice is spelt (``memberuid`` -> ``memberUid``)."""
 
     def convert(text: str) -> str:
         for choice in choices:
@@ -512,7 +513,9 @@ def effective_config_text(parser: configparser.ConfigParser) -> str:
     """Every key with the value in force (file, environment or default), secrets masked."""
 
     def value(key: Key) -> str:
-        found = parser.get(key.section, key.name, fallback=key.default) if parser.has_section(key.section) else key.default
+        found = key.default
+        if parser.has_section(key.section):
+            found = parser.get(key.section, key.name, fallback=key.default)
         return "********" if key.secret and found else found
 
     return _ini_text(value, comments=False)

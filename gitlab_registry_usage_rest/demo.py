@@ -138,12 +138,13 @@ def demo_config(port: int) -> Config:
 
 def banner(url: str, password: str) -> str:
     """What the demo prints at start: the login and commands to try."""
+    token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"auth_token\"])'"
     return f"""
 Demo service on {url} with a built-in sample registry (no GitLab, no LDAP needed).
 Login: user {DEMO_USER!r}, password {password!r} (new at every start)
 
 Try:
-  TOKEN=$(curl -s -u {DEMO_USER}:{password} {url}/auth_token | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth_token"])')
+  TOKEN=$(curl -s -u {DEMO_USER}:{password} {url}/auth_token | {token})
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories?embed=1'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend?embed=true&links=true'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend/tags/latest'

@@ -6,9 +6,9 @@ thread without locks. Nothing here does I/O or imports from the rest of the pack
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .crawl.base import Crawler
 from .model import Snapshot
@@ -50,7 +50,7 @@ class Refresher:
         try:
             listing = self._crawler.crawl()
             snapshot = build_snapshot(listing, timestamp=self._clock())
-        except Exception as error:  # noqa: BLE001 - any failure must leave the last good snapshot served
+        except Exception as error:  # any failure must leave the last good snapshot served
             message = f"{type(error).__name__}: {error}"
             self._state.finished(self._clock(), message)
             log.error("refresh failed after %.1fs, keeping the previous data: %s", self._clock() - started, message)

@@ -9,18 +9,19 @@ import base64
 import datetime
 import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import jwt as pyjwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.model import Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
 from tests.support.webapp import (
     AUDIENCE,
     ISSUER,
@@ -32,6 +33,7 @@ from tests.support.webapp import (
     make_config,
     sample_listing,
 )
+
 
 @pytest.fixture
 def directory() -> FakeDirectory:
@@ -111,7 +113,7 @@ def test_directory_down_is_503_not_500(client: FlaskClient, directory: FakeDirec
 
 def forge(secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
     """A token as the service issues it, with whatever claims the test changes."""
-    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+    now = int(datetime.datetime.now(datetime.UTC).timestamp())
     payload = {"sub": "alice", "iat": now, "nbf": now, "exp": now + 600, "type": "access", "jti": "x",
                "fresh": False, "iss": ISSUER, "aud": AUDIENCE, **claims}
     return pyjwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm=algorithm)
@@ -137,7 +139,8 @@ def unsigned_token() -> str:
         ({"Authorization": f"Bearer {forge(aud='another-service')}"}, "Audience doesn't match"),
         ({"Authorization": f"Bearer {forge(aud=None)}"}, 'Token is missing the "aud" claim'),
         ({"Authorization": f"Bearer {forge(iss='someone-else')}"}, "Invalid issuer"),
-        ({"Authorization": f"Bearer {forge(secret=SECRET * 2, algorithm='HS512')}"}, "The specified alg value is not allowed"),
+        ({"Authorization": f"Bearer {forge(secret=SECRET * 2, algorithm='HS512')}"},
+         "The specified alg value is not allowed"),
         ({"Authorization": f"Bearer {forge(type='refresh')}"}, None),
     ],
     ids=["missing", "garbage", "one-segment", "wrong-secret", "expired", "alg-none", "wrong-scheme",
@@ -268,12 +271,15 @@ def test_repository_whose_tags_failed_has_null_figures_and_no_tag_links(
     }
 
 
+PROJECT_FIGURES = {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("/repositories/group/sub/project", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
-        ("/repositories/group%2Fsub%2Fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
-        ("/repositories/group%2fsub%2fproject", {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}),
+        ("/repositories/group/sub/project", PROJECT_FIGURES),
+        ("/repositories/group%2Fsub%2Fproject", PROJECT_FIGURES),
+        ("/repositories/group%2fsub%2fproject", PROJECT_FIGURES),
         ("/repositories/group/tags", {}),
         ("/repositories/group%2Ftags", {"name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5}),
         ("/repositories/group%2Ftags/tags", {}),

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gitlab_registry_usage_rest.ldap_auth import LdapAuthenticator, LdapUnavailable
 from gitlab_registry_usage_rest.config import LdapConfig
+from gitlab_registry_usage_rest.ldap_auth import LdapAuthenticator, LdapUnavailable
 from tests.support.ldap_fixtures import ldap_config
 from tests.support.slapd import Slapd, make_ca
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
-from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
 from tests.support.pusher import Pusher
 
 
@@ -138,6 +138,6 @@ def test_a_crawl_longer_than_the_interval_is_followed_at_once_never_overlapped()
             assert finished.acquire(timeout=5)
     finally:
         refresher.stop()
-    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
         assert next_start >= end, "refreshes never overlap"
         assert next_start - end < 0.1, "the next one starts at once"

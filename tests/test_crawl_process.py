@@ -19,19 +19,18 @@ from typing import Any
 
 import pytest
 
-from gitlab_registry_usage_rest.refresher import Refresher
-from gitlab_registry_usage_rest.crawl.process import CrawlerFactory, CrawlerProcessError, ProcessCrawler
 from gitlab_registry_usage_rest.crawl.base import CrawlError, ProgressCallback
 from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
+from gitlab_registry_usage_rest.crawl.process import CrawlerFactory, CrawlerProcessError, ProcessCrawler
 from gitlab_registry_usage_rest.model import Listing
+from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
-from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
-from tests.support.processes import running, until
-from tests.support.proxy import FaultyProxy, delay
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
-from tests.support.processes import free_port
+from tests.support.processes import free_port, running, until
+from tests.support.proxy import FaultyProxy, delay
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 
 pytestmark = pytest.mark.registry
 

@@ -13,13 +13,13 @@ from typing import Literal
 import pytest
 
 from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
-from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.crawl.client import RequestStats, TokenProvider, make_session
+from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.sizes import build_snapshot
-from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
-from tests.support.proxy import FaultyProxy, page_tags
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.proxy import FaultyProxy, page_tags
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
 from tests.support.pusher import Platform, Pusher
 
 pytestmark = pytest.mark.registry

@@ -12,16 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.crawl.base import CrawlError
 from gitlab_registry_usage_rest.crawl.builtin import TOKEN_BATCH, BuiltinCrawler
 from gitlab_registry_usage_rest.model import Listing
+from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
-from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
-from tests.support.proxy import FaultyProxy, drop, garble, respond, truncate
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import free_port
+from tests.support.proxy import FaultyProxy, drop, garble, respond, truncate
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 
 pytestmark = pytest.mark.registry
 

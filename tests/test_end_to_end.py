@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pushed import PushedRegistry, expected_figures
-from tests.support.service import service_config
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
-from tests.support.service import ServiceProcess
+from tests.support.pushed import PushedRegistry, expected_figures
+from tests.support.service import ServiceProcess, service_config
 from tests.support.slapd import Slapd
 
 pytestmark = [pytest.mark.registry, pytest.mark.slapd]

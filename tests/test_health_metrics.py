@@ -15,7 +15,6 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import (
     Config,
     GeneralConfig,
@@ -23,9 +22,10 @@ from gitlab_registry_usage_rest.config import (
     LdapConfig,
     RegistryConfig,
 )
-from gitlab_registry_usage_rest.web.metrics import Metrics
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
+from gitlab_registry_usage_rest.web.metrics import Metrics
 
 TIMESTAMP = 1_000_000.0
 SNAPSHOT = Snapshot(TIMESTAMP, (

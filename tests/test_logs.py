@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -21,13 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.persistence import DataFile, decode
-from tests.support.pushed import REGISTRY_TOKEN, PushedRegistry, expected_figures
-from tests.support.service import JWT_SECRET, service_config
-from tests.support.processes import running, until
-from tests.support.proxy import FaultyProxy, delay
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
-from tests.support.service import ServiceProcess
+from tests.support.processes import running, until
+from tests.support.proxy import FaultyProxy, delay
+from tests.support.pushed import REGISTRY_TOKEN, PushedRegistry, expected_figures
+from tests.support.service import JWT_SECRET, ServiceProcess, service_config
 from tests.support.slapd import Slapd
 
 pytestmark = [pytest.mark.registry, pytest.mark.slapd]

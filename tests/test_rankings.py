@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import (
     Config,
     GeneralConfig,
@@ -25,6 +24,7 @@ from gitlab_registry_usage_rest.config import (
 )
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
 
 TIMESTAMP = 1700000000.25
 
@@ -126,7 +126,8 @@ def window_query(limit: int | None, offset: int | None) -> str:
 # --- sorting and windows -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("sort", SORTS, ids=lambda sort: sort or "catalog-order")
-@pytest.mark.parametrize(("limit", "offset"), WINDOWS, ids=[f"limit={limit},offset={offset}" for limit, offset in WINDOWS])
+@pytest.mark.parametrize(("limit", "offset"), WINDOWS,
+                         ids=[f"limit={limit},offset={offset}" for limit, offset in WINDOWS])
 def test_repositories_embedded_items_and_item_links_show_the_same_sorted_window(
     client: FlaskClient, auth: dict[str, str], sort: str | None, limit: int | None, offset: int | None
 ) -> None:

@@ -11,11 +11,11 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.http import http_date
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.model import Listing, RepositoryListing
-from gitlab_registry_usage_rest.web.responses import RenderCache, Rendered, make_etag
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
+from gitlab_registry_usage_rest.web.responses import RenderCache, Rendered, make_etag
 from tests.support.webapp import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing
 
 BIG = "/repositories?embed=true&links=true"  # well above the compression threshold

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jwt as pyjwt
 import pytest
@@ -12,13 +13,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import Client
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.model import Listing, RepositoryListing
-from gitlab_registry_usage_rest.web.responses import ENVIRON_KEY, Rendered, Replayable
-from gitlab_registry_usage_rest.web.replay import ResponseReplay
-from gitlab_registry_usage_rest.web.tokens import VerifiedTokens
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
+from gitlab_registry_usage_rest.web.replay import ResponseReplay
+from gitlab_registry_usage_rest.web.responses import ENVIRON_KEY, Rendered, Replayable
+from gitlab_registry_usage_rest.web.tokens import VerifiedTokens
 from tests.support.webapp import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing
 
 BIG = "/repositories?embed=true&links=true"
@@ -171,7 +172,7 @@ def test_an_evicted_rendering_goes_back_to_the_app(holder: SnapshotHolder) -> No
 def test_entries_are_bounded(holder: SnapshotHolder) -> None:
     inner, client, _ = replaying(holder, max_entries=4)
     headers = {"Authorization": "Bearer good"}
-    for round_ in range(2):
+    for _round in range(2):
         for number in range(10):
             client.get(f"/repositories?n={number}", headers=headers)
     assert inner.calls == 20  # ten keys never fit in four entries

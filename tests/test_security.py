@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask.testing import FlaskClient
 
-from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.config import JwtConfig
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.web.throttle import LoginThrottle
 from tests.support.service import ServiceProcess
 from tests.support.webapp import AUDIENCE, ISSUER, SECRET, FakeDirectory, basic, make_config, sample_listing
@@ -160,7 +160,7 @@ def test_cors_origins_can_be_restricted(directory: FakeDirectory) -> None:
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))

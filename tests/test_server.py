@@ -7,19 +7,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 from werkzeug.test import EnvironBuilder
 
 from gitlab_registry_usage_rest.server import PIECE, in_pieces
-from tests.support.pushed import PushedRegistry
-from tests.support.service import service_config
-from tests.support.proxy import FaultyProxy, delay
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
-from tests.support.service import ServiceProcess
+from tests.support.proxy import FaultyProxy, delay
+from tests.support.pushed import PushedRegistry
+from tests.support.service import ServiceProcess, service_config
 from tests.support.slapd import Slapd
 
 

@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
-from tests.support.proxy import FaultyProxy, delay, drop, garble, respond, truncate
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import SERVICE, GitLabTokenEndpoint
 from tests.support.processes import free_port
+from tests.support.proxy import FaultyProxy, delay, drop, garble, respond, truncate
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 from tests.support.pusher import DOCKER_MANIFEST, Pusher, sha256_digest
 
 pytestmark = pytest.mark.registry
@@ -314,7 +314,7 @@ class _PathEchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: PathEcho
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         body = self.path.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -322,7 +322,7 @@ class _PathEchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = self.server.hang_up_after_each_answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the base class writes every request to stderr."""
 
 

@@ -10,7 +10,16 @@ from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import SERVICE, GitLabTokenEndpoint, TokenSigner
-from tests.support.pusher import DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST, Platform, PushError, PushedImage, Pusher
+from tests.support.pusher import (
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1_SIGNED,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Platform,
+    PushedImage,
+    Pusher,
+    PushError,
+)
 
 USER = "root"
 ACCESS_TOKEN = "glpat-registry-tests"

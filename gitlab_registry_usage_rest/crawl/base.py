@@ -7,7 +7,8 @@ turns that into a snapshot. Crawlers report progress through a ``ProgressCallbac
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..model import Listing
 

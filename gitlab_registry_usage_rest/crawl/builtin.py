@@ -12,14 +12,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .base import CrawlError, ProgressCallback
-from .manifests import ImageManifest, IndexManifest, Manifest, ManifestError, Schema1Manifest, parse_manifest
 from ..model import ImageListing, Listing, RepositoryListing
+from .base import CrawlError, ProgressCallback
 from .client import RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
+from .manifests import ImageManifest, IndexManifest, Manifest, ManifestError, Schema1Manifest, parse_manifest
 
 log = logging.getLogger(__name__)
 

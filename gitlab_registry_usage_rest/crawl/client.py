@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote, urljoin
 
 import requests
@@ -224,8 +225,7 @@ class RegistryClient:
 
     def catalog(self) -> Iterator[list[str]]:
         """The repository names, page by page, following ``Link: <...>; rel="next"`` to the end."""
-        for page in self._pages("registry:catalog:*", "v2/_catalog", "repositories"):
-            yield page
+        yield from self._pages("registry:catalog:*", "v2/_catalog", "repositories")
 
     def tags(self, repository: str) -> list[str]:
         """All tags of a repository in the order the registry lists them; none if it has no tags."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
-from .base import ProgressCallback
 from ..model import ImageListing, Listing, RepositoryListing
+from .base import ProgressCallback
 
 
 class LibraryCrawler:

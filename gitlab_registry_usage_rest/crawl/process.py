@@ -277,7 +277,7 @@ class _Worker:
             logs.flush()  # the crawl's lines before the parent's "refresh done"
             self._send_counts()
             self._channel.send("listing", listing)
-        except Exception as error:  # noqa: BLE001 - every failure goes to the parent, which keeps the last data
+        except Exception as error:  # every failure goes to the parent, which keeps the last data
             log.debug("crawl failure details", exc_info=True)
             logs.flush()
             self._send_counts()

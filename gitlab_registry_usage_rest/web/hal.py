@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
 from ..model import RepositoryUsage, Snapshot, TagUsage
@@ -167,7 +168,9 @@ def tags_document(repository: RepositoryUsage, options: Options) -> Document:
 
 def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -> Document:
     """``/repositories/<name>/tags/<tag>``: the tag's figures."""
-    document: Document = {"name": tag.name, "size": tag.size, "disk_size": tag.disk_size, "unique_size": tag.unique_size}
+    document: Document = {
+        "name": tag.name, "size": tag.size, "disk_size": tag.disk_size, "unique_size": tag.unique_size,
+    }
     # What the tag points at, where the collector knows it (the library backend does not).
     if tag.digest is not None:
         document["digest"] = tag.digest

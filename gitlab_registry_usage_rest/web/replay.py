@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..model import Snapshot
 from .responses import ENVIRON_KEY, Rendered, Replayable

@@ -8,8 +8,9 @@ builds a tag's ``self`` link wrongly; ``hal`` produces the same documents withou
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, g, jsonify, request

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-import json
-from typing import Any, Callable, Hashable
+from typing import Any
 
 import brotli
 from flask import Response, jsonify, request

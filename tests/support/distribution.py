@@ -12,12 +12,10 @@ from typing import Any
 
 import requests
 
-from tests.support.processes import ProcessStartError, free_port, local_session, ManagedProcess
-
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.processes import ManagedProcess, ProcessStartError, free_port, local_session
 
 log = logging.getLogger(__name__)
-
-from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 
 
 class RegistryStartError(ProcessStartError):

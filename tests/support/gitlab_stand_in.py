@@ -30,7 +30,6 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.processes import free_port
 
-
 log = logging.getLogger(__name__)
 
 ISSUER = "gitlab-issuer"
@@ -63,7 +62,7 @@ class TokenSigner:
     def write_certificate(self, path: Path) -> Path:
         """Write a self-signed certificate of the signing key as PEM, for the registry's ``rootcertbundle``."""
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -199,7 +198,7 @@ class GitLabTokenEndpoint:
         except ValueError as error:
             return HTTPStatus.BAD_REQUEST, {}, {"errors": [{"code": "INVALID_SCOPE", "message": str(error)}]}
         token = self.signer.sign(self.username, access, self.lifetime_s)
-        issued_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        issued_at = datetime.datetime.now(datetime.UTC).isoformat()
         body = {"token": token, "access_token": token, "expires_in": self.lifetime_s, "issued_at": issued_at}
         return HTTPStatus.OK, {}, body
 
@@ -212,7 +211,7 @@ class _TokenRequestHandler(BaseHTTPRequestHandler):
         self._endpoint = endpoint
         super().__init__(*args)
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         status, headers, body = self._endpoint.answer(self.path, self.headers.get("Authorization"))
         payload = json.dumps(body).encode()
         self.send_response(status)
@@ -223,6 +222,6 @@ class _TokenRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format: str, *args: Any) -> None:
         # The base class writes to stderr; route it to logging so pytest captures it with everything else.
         log.debug("token endpoint: " + format, *args)

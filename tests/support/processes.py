@@ -8,9 +8,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Callable, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 import requests
 

@@ -470,7 +470,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._upstream.close()
             self._upstream = None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format: str, *args: Any) -> None:
         # The base class writes to stderr; route it to logging so pytest captures it with everything else.
         log.debug("proxy: " + format, *args)
 

@@ -15,12 +15,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
+from tests.support.gitlab_stand_in import SERVICE
 from tests.support.processes import local_session
 
-
 log = logging.getLogger(__name__)
-
-from tests.support.gitlab_stand_in import SERVICE
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -340,7 +338,7 @@ class Pusher:
                 },
                 "platform": statement.platform.as_json(),
             }
-            for child, statement in zip(children, attestations)
+            for child, statement in zip(children, attestations, strict=False)  # no attestations: none
         ]
         raw = json.dumps({"schemaVersion": 2, "mediaType": media_types.index, "manifests": entries}, indent=3).encode()
         digest = self._put_manifest(repo, tag, media_types.index, raw)

@@ -133,7 +133,7 @@ def make_ca(workdir: Path, server_names: Sequence[str] = ("localhost", "127.0.0.
     ca_key, ca_cert = _self_signed_ca("Test LDAP CA")
     _, other_ca_cert = _self_signed_ca("Unrelated Test CA")
     server_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_names[0])]))
@@ -170,7 +170,7 @@ def make_ca(workdir: Path, server_names: Sequence[str] = ("localhost", "127.0.0.
 def _self_signed_ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
