@@ -9,6 +9,14 @@ one, every access log line took the handler's lock around a write to stderr, and
 requests a second the request threads queued on that lock (a quarter of the throughput at 32
 connections); handing each record to a writing thread instead (QueueHandler) cost a thread switch
 per request, as much again. ``flush`` writes what is pending; it runs at exit too.
+
+Text lines escape what the code did not write itself: every argument of a record (a request's path,
+a user name, a registry's repository or tag name, an exception's text), a message that is not a
+string, and the messages of a traceback's exceptions, as ``repr`` would (a line feed becomes ``\\n``, an
+escape character ``\\x1b``, a backslash ``\\\\``), while printable characters of every script pass as
+they are. So no value can start a line of its own that would pass for a record, or move the cursor of
+a terminal showing the log. Line breaks the code writes into a message template (one line per
+refresh error) stay. JSON lines need nothing of this: ``json.dumps`` escapes every control character.
 """
 
 from __future__ import annotations
@@ -17,23 +25,134 @@ import atexit
 import datetime
 import json
 import logging
+import numbers
 import sys
 import threading
 import time
-from typing import TextIO
+import traceback
+from types import TracebackType
+from typing import Any, TextIO
 
 FLUSH_INTERVAL = 0.25
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def escape(text: str, backslash: bool = True) -> str:
+    """``text`` with each control or other non-printable character escaped as ``repr`` escapes it.
+
+    With ``backslash``, a backslash is doubled too, so that an escape in the output always stands for the
+    character it names (``repr`` output already has its own backslashes: it is escaped without).
+    """
+    if text.isprintable() and (not backslash or "\\" not in text):
+        return text  # nearly every value: no copy
+    return "".join(
+        char if char.isprintable() and (char != "\\" or not backslash) else _escaped_char(char) for char in text)
+
+
+def _escaped_char(char: str) -> str:
+    # repr("\n") == "'\\n'", repr("\\") == "'\\\\'": the text between the quotes.
+    return repr(char)[1:-1]
+
+
+class _EscapedStr(str):
+    """An escaped string argument: its text for ``%s``, and for ``%r`` the original's ``repr`` (safe as it is)."""
+
+    __slots__ = ("_original",)
+    _original: str
+
+    def __new__(cls, original: str) -> _EscapedStr:
+        escaped = super().__new__(cls, escape(original))
+        escaped._original = original
+        return escaped
+
+    def __repr__(self) -> str:
+        return repr(self._original)
+
+
+class _EscapedObject:
+    """Any other argument (an exception, a path): ``str`` and ``repr`` computed, then escaped."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    def __str__(self) -> str:
+        return escape(str(self._value))
+
+    def __repr__(self) -> str:
+        return escape(repr(self._value), backslash=False)
+
+
+# Numbers stay numbers, for %d and %.1f: none of them prints anything but digits, signs, dots and letters.
+_NUMBERS = frozenset({int, float, bool})
+
+
+def _escaped_arg(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:  # the usual case first: an access log line has three
+        return value if value.isprintable() and "\\" not in value else _EscapedStr(value)
+    if kind in _NUMBERS or isinstance(value, numbers.Number):
+        return value
+    return _EscapedObject(value)  # str subclasses too: %s uses their __str__, which may differ from their text
+
+
+def escaped_message(record: logging.LogRecord) -> str:
+    """The record's message with its arguments (and a message that is not a string) escaped."""
+    message = record.msg
+    if not isinstance(message, str):
+        message = escape(str(message))  # an object logged as it is (log.error(error)): data, not a template
+    args = record.args
+    if not args:
+        return message
+    if isinstance(args, dict):  # log.info("%(name)s", {"name": ...})
+        return message % {key: _escaped_arg(value) for key, value in args.items()}
+    return message % tuple([_escaped_arg(value) for value in args])
+
+
+def escaped_traceback(exc_info: tuple[type[BaseException], BaseException, TracebackType | None]) -> str:
+    """The standard traceback text, with the message of each exception in it (data as well) escaped.
+
+    Its layout stays: frames and the chained exceptions' headers are the interpreter's, one per line.
+    """
+    text = "".join(traceback.format_exception(*exc_info))
+    seen: set[int] = set()
+    error: BaseException | None = exc_info[1]
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        raw = "".join(traceback.format_exception_only(type(error), error))
+        safe = escape(raw.removesuffix("\n"), backslash=False) + "\n"
+        if safe != raw:
+            text = text.replace(raw, safe)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return text.removesuffix("\n")
+
+
 class TextFormatter(logging.Formatter):
-    """``TEXT_FORMAT`` lines, with the date and time part computed once per second, not once per line."""
+    """``TEXT_FORMAT`` lines, with the date and time part computed once per second, not once per line,
+    and every value that came from outside escaped (see the module's docstring)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._second: int | None = None
         self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # logging.Formatter.format, with the message built from escaped arguments.
+        record.message = escaped_message(record)
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        # Not the text another handler's formatter may have cached in record.exc_text: that one is unescaped.
+        exc_text = self.formatException(record.exc_info) if record.exc_info else record.exc_text
+        if exc_text:
+            line = f"{line}\n{exc_text}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
+
+    def formatException(self, ei: Any) -> str:
+        return escaped_traceback(ei)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

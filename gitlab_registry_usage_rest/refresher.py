@@ -63,10 +63,11 @@ class Refresher:
         tags = sum(len(repository.tags or ()) for repository in snapshot.repositories)
         requests = self._state.current().requests
         seconds = self._clock() - started
+        # One indented line per error, each error an argument of its own: the text log escapes arguments
+        # (a registry's names could carry a line feed), not the line breaks written here.
         log.info(
-            "refresh done in %.1fs: %d repositories, %d tags, %d requests, %d errors%s",
-            seconds, len(snapshot.repositories), tags, requests, len(snapshot.errors),
-            "".join(f"\n  {error}" for error in snapshot.errors),
+            "refresh done in %.1fs: %d repositories, %d tags, %d requests, %d errors" + "\n  %s" * len(snapshot.errors),
+            seconds, len(snapshot.repositories), tags, requests, len(snapshot.errors), *snapshot.errors,
             extra={"fields": {"event": "refresh", "duration_seconds": round(seconds, 3),
                               "repositories": len(snapshot.repositories), "tags": tags, "requests": requests,
                               "errors": list(snapshot.errors)}},
