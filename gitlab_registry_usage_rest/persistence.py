@@ -2,7 +2,14 @@
 
 Written atomically (temporary file, fsync, rename, fsync of the folder), so a crash or SIGTERM at
 any moment leaves either the old file or the new one. A file that cannot be read back (truncated,
-corrupt, or from a newer version) is moved aside, never deleted, and ignored.
+corrupt, from a newer version, or with a number no response could carry) is moved aside, never
+deleted, and ignored.
+
+The file lists every repository of the registry, so only the service's user may read it: it is
+created with mode 0600 (whatever the umask), and the folders the service creates for it with 0700.
+The temporary file gets a random name and is created exclusively (``tempfile.mkstemp``: ``O_EXCL``,
+``O_NOFOLLOW``), so a file or symbolic link planted under a name someone predicted is never
+written through.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +28,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "gitlab-registry-usage-rest snapshot"
 VERSION = 1
+# Timestamps a response can carry: datetime (Last-Modified, the pages' dates) ends with the year 9999.
+LATEST_TIMESTAMP = 253402300799.0
 
 
 class SnapshotFileError(ValueError):
@@ -50,7 +60,8 @@ def encode(snapshot: Snapshot) -> bytes:
 def decode(data: bytes) -> Snapshot:
     """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 file."""
     try:
-        document = json.loads(data)
+        # NaN and Infinity are no JSON (RFC 8259), though Python's json reads them by default.
+        document = json.loads(data, parse_constant=_refuse_constant)
     # ValueError includes UnicodeDecodeError; RecursionError is what deeply nested brackets give.
     except (ValueError, RecursionError) as error:
         raise SnapshotFileError(f"not JSON ({error})") from None
@@ -117,7 +128,14 @@ def _size(value: Any, nullable: bool = False) -> Any:
 def _number(value: Any) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"expected a timestamp, found {value!r:.40}")
+    # NaN fails every comparison; 1e400 reads as infinity; a huge integer would not convert (OverflowError).
+    if not 0 <= value <= LATEST_TIMESTAMP:
+        raise ValueError(f"timestamp {value!r:.40} is not a time between 1970 and 9999")
     return float(value)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 class DataFile:
@@ -128,10 +146,13 @@ class DataFile:
 
     def save(self, snapshot: Snapshot) -> bool:
         """Replace the file with ``snapshot``; a failure is logged and leaves the old file in place."""
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary: Path | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as file:
+            _make_private_folders(self.path.parent)
+            # In the data file's folder, so that the rename below cannot cross file systems.
+            descriptor, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            temporary = Path(name)
+            with open(descriptor, "wb") as file:
                 file.write(encode(snapshot))
                 file.flush()
                 os.fsync(file.fileno())
@@ -144,7 +165,8 @@ class DataFile:
         except OSError as error:
             log.error("could not write the data file %s: %s", self.path, error)
             try:
-                temporary.unlink(missing_ok=True)
+                if temporary is not None:
+                    temporary.unlink(missing_ok=True)
             except OSError as cleanup_error:
                 # E.g. the folder is a file (ENOTDIR): the caller must still get False, not an exception.
                 log.debug("no temporary file %s to remove: %s", temporary, cleanup_error)
@@ -188,3 +210,17 @@ class DataFile:
         while aside.exists():
             aside, number = self.path.with_name(f"{stem}.{number}"), number + 1
         return aside
+
+
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents with mode 0700; folders that exist are left as they are."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # created meanwhile (another process): not ours to change
+        os.chmod(each, 0o700)  # mkdir's mode passes through the umask, which may take more than group and others

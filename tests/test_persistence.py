@@ -1,4 +1,5 @@
-"""The data file: exact round trips, atomic replacement, and unreadable files moved aside, never deleted."""
+"""The data file: exact round trips, atomic replacement, private to the service's user, and unreadable files
+moved aside, never deleted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import os
 import resource
 import signal
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +18,14 @@ from typing import Any
 import pytest
 
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
-from gitlab_registry_usage_rest.persistence import DataFile, encode
+from gitlab_registry_usage_rest.persistence import DataFile, decode, encode
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.processes import until
+from tests.support.proxy import FaultyProxy, delay
+from tests.support.pushed import PushedRegistry
+from tests.support.service import ServiceProcess, service_config
+from tests.support.slapd import Slapd
 
 LOGGER = "gitlab_registry_usage_rest.persistence"
 
@@ -179,6 +189,87 @@ def test_save_failing_midway_keeps_the_previous_file_and_removes_the_partial_one
     assert data_file.load() == previous
 
 
+# --- private, and never written through a planted link ------------------------------------------
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_the_file_is_0600_and_the_folders_created_for_it_0700_whatever_the_umask(tmp_path: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    path = existing / "var" / "lib" / "snapshot.json"
+    with umask(0):  # the most permissive: every bit the code asks for is granted
+        assert DataFile(str(path)).save(every_field_kind()) is True
+        assert DataFile(str(path)).save(every_field_kind()) is True  # a replaced file too
+    assert mode(path) == 0o600
+    assert (mode(existing / "var"), mode(existing / "var" / "lib")) == (0o700, 0o700)
+    assert mode(existing) == 0o755, "a folder that existed is left as it was"
+
+
+def test_a_file_written_world_readable_before_is_replaced_by_a_private_one(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_bytes(GOOD)
+    path.chmod(0o644)
+    assert DataFile(str(path)).save(every_field_kind()) is True
+    assert mode(path) == 0o600
+
+
+def victim_and_link(tmp_path: Path, link: Path, victim_exists: bool) -> Path:
+    """A symbolic link at ``link`` to a file outside the data folder (``victim``), as another user would plant it."""
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.parent.mkdir()
+    if victim_exists:
+        victim.write_bytes(b"precious")
+    link.symlink_to(victim)
+    return victim
+
+
+@pytest.mark.parametrize("victim_exists", [True, False], ids=["link-to-a-file", "dangling-link"])
+def test_a_link_planted_at_the_former_temporary_name_is_not_followed(tmp_path: Path, victim_exists: bool) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "snapshot.json"
+    # The name every earlier version wrote through: predictable from the process id.
+    link = folder / f".snapshot.json.{os.getpid()}.tmp"
+    victim = victim_and_link(tmp_path, link, victim_exists)
+    assert DataFile(str(path)).save(every_field_kind()) is True
+    assert (victim.read_bytes() == b"precious") if victim_exists else not victim.exists()
+    assert link.is_symlink() and DataFile(str(path)).load() == every_field_kind()
+    assert not path.is_symlink() and mode(path) == 0o600
+
+
+def test_a_link_planted_at_the_temporary_name_chosen_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name is random; here someone guessed it: the first name tempfile tries is the planted one.
+    monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: iter(["guessed", "second"]))
+    path = tmp_path / "snapshot.json"
+    link = tmp_path / ".snapshot.json.guessed.tmp"
+    victim = victim_and_link(tmp_path, link, victim_exists=False)
+    assert DataFile(str(path)).save(every_field_kind()) is True
+    assert not victim.exists() and link.is_symlink()
+    assert DataFile(str(path)).load() == every_field_kind()
+    assert files_in(tmp_path) == [".snapshot.json.guessed.tmp", "elsewhere", "snapshot.json"]
+
+
+def test_a_link_planted_at_the_data_file_is_replaced_not_followed(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    victim = victim_and_link(tmp_path, path, victim_exists=True)
+    assert DataFile(str(path)).save(every_field_kind()) is True
+    assert victim.read_bytes() == b"precious"
+    assert not path.is_symlink() and mode(path) == 0o600
+
+
 # --- missing and unreadable files --------------------------------------------------------------
 
 def test_missing_file_is_none_and_creates_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -241,6 +332,18 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         (changed(lambda d: d["repositories"][0].append(0)), "too many values to unpack (expected 5)"),
         (changed(lambda d: first_tag(d).__setitem__(6, "linux/amd64")), "expected an array, found 'linux/amd64'"),
         (changed(lambda d: first_tag(d).__setitem__(0, 1.0)), "expected a string, found 1.0"),
+        (changed(lambda d: d.update(timestamp=float("nan"))), "not JSON (NaN is not a number JSON allows)"),
+        (changed(lambda d: d.update(timestamp=float("inf"))), "not JSON (Infinity is not a number JSON allows)"),
+        (changed(lambda d: d.update(timestamp=-float("inf"))), "not JSON (-Infinity is not a number JSON allows)"),
+        (GOOD.replace(b'"timestamp":1521796487.7021387', b'"timestamp":1e400'),
+         "timestamp inf is not a time between 1970 and 9999"),
+        (changed(lambda d: d.update(timestamp=10**400)), "timestamp 1000000000000000000000000000000000000000"),
+        (changed(lambda d: d.update(timestamp=253402300800)), "timestamp 253402300800 is not a time between"),
+        (changed(lambda d: d.update(timestamp=-1.0)), "timestamp -1.0 is not a time between 1970 and 9999"),
+        (changed(lambda d: d["repositories"][0].__setitem__(1, float("nan"))), "NaN is not a number JSON allows"),
+        (changed(lambda d: first_tag(d).__setitem__(2, float("inf"))), "Infinity is not a number JSON allows"),
+        (changed(lambda d: first_tag(d).__setitem__(3, -float("inf"))), "-Infinity is not a number JSON allows"),
+        (GOOD.replace(b'["1.0",110,', b'["1.0",1e400,'), "expected a size in bytes, found inf"),
     ],
     ids=[
         "truncated-after-1-byte", "truncated-at-a-third", "truncated-inside-a-tag-name", "truncated-last-byte",
@@ -249,7 +352,10 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         "no-version", "no-timestamp", "timestamp-as-string", "repositories-as-object", "errors-as-string",
         "negative-repository-size", "negative-tag-disk-size", "size-as-string", "size-as-float", "size-as-bool",
         "tag-unique-size-null", "tag-missing-a-field", "repository-extra-field", "platforms-as-string",
-        "tag-name-as-number",
+        "tag-name-as-number", "timestamp-nan", "timestamp-infinity", "timestamp-minus-infinity",
+        "timestamp-overflowing-to-infinity", "timestamp-huge-integer", "timestamp-after-year-9999",
+        "timestamp-before-1970", "repository-size-nan", "tag-size-infinity", "tag-size-minus-infinity",
+        "tag-size-overflowing-to-infinity",
     ],
 )
 def test_unreadable_file_is_none_and_moved_aside_unchanged_with_a_warning(
@@ -288,3 +394,54 @@ def test_after_an_unreadable_file_the_next_save_and_load_work(tmp_path: Path) ->
     assert data_file.save(every_field_kind()) is True
     assert data_file.load() == every_field_kind()
     assert len(files_in(tmp_path)) == 2
+
+
+@pytest.mark.registry
+@pytest.mark.slapd
+def test_the_service_moves_a_file_with_a_nan_timestamp_aside_serves_and_writes_a_private_file(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    folder = tmp_path / "lib" / "gitlab-registry-usage-rest"
+    path = folder / "snapshot.json"
+    path.parent.mkdir(parents=True)
+    nan_file = GOOD.replace(b'"timestamp":1521796487.7021387', b'"timestamp":NaN')
+    path.write_bytes(nan_file)
+    with FaultyProxy(registry.url) as proxy:
+        proxy.add_rule(r"^GET /v2/_catalog", delay(60))  # no data until the test has looked at the start
+        config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=proxy.url,
+                                registry__timeout="2 seconds", general__data_file=str(path))
+        with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+            (aside,) = folder.glob("snapshot.json.unreadable-*")
+            assert aside.read_bytes() == nan_file
+            alice = slapd.users["alice"]
+            headers = service.login(alice.uid, alice.password)
+            response = service.get("/repositories?embed=1", headers=headers)
+            assert response.status_code == 200 and response.json()["timestamp"] is None
+            assert service.get("/health").status_code == 503
+            assert service.get("/metrics").status_code == 200
+            until(lambda: "NaN is not a number JSON allows" in service.log(), "the warning", log=service.log)
+            proxy.clear_rules()
+            timestamp = service.wait_for_data(headers)
+            until(lambda: path.exists() and decode(path.read_bytes()).timestamp == timestamp, "the new data file",
+                  log=service.log)
+    assert mode(path) == 0o600
+    assert files_in(folder) == ["snapshot.json", aside.name]
+
+
+@pytest.mark.registry
+@pytest.mark.slapd
+def test_the_service_creates_the_data_folder_0700_and_the_file_0600(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    path = tmp_path / "var" / "lib" / "gitlab-registry-usage-rest" / "snapshot.json"
+    config = service_config(tmp_path, registry, gitlab, slapd, general__data_file=str(path))
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        alice = slapd.users["alice"]
+        timestamp = service.wait_for_data(service.login(alice.uid, alice.password))
+        until(lambda: path.exists() and decode(path.read_bytes()).timestamp == timestamp, "the data file",
+              log=service.log)
+    assert mode(path) == 0o600
+    assert [mode(folder) for folder in (path.parent, path.parent.parent, path.parent.parent.parent)] == [0o700] * 3
+    assert files_in(path.parent) == ["snapshot.json"]
