@@ -89,6 +89,9 @@ class LdapAuthenticator:
         # ldap3 2.9.1 packs the receive timeout into SO_RCVTIMEO as whole seconds and fails on a float.
         self._receive_timeout = math.ceil(config.timeout)
         self._bind_password = config.bind_password.encode("utf-8") if config.bind_dn else None
+        if not config.verify_certificates:
+            log.warning("LDAP server certificates are not verified (verify_certificates = False): whoever can "
+                        "reach the network path can pose as the directory and read every password sent to it")
         if not config.start_tls:
             for url in self._urls:
                 if url.lower().startswith("ldap://"):

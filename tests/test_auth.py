@@ -191,8 +191,8 @@ def test_certificate_for_another_host_is_unavailable(
 
 
 @pytest.mark.parametrize("transport", ["ldaps", "starttls"])
-def test_disabled_verification_accepts_untrusted_certificate(
-    slapd: Slapd, config: LdapConfig, transport: str
+def test_disabled_verification_accepts_untrusted_certificate_and_is_logged_as_a_warning(
+    caplog: pytest.LogCaptureFixture, slapd: Slapd, config: LdapConfig, transport: str
 ) -> None:
     authenticator = LdapAuthenticator(
         dataclasses.replace(
@@ -203,7 +203,16 @@ def test_disabled_verification_accepts_untrusted_certificate(
         )
     )
 
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.name == "gitlab_registry_usage_rest.ldap_auth"
+    assert "certificates are not verified (verify_certificates = False)" in warning.getMessage()
     assert authenticator.authenticate("alice", ALICE_PASSWORD) is True
+
+
+def test_verified_certificates_log_no_warning_at_start_up(caplog: pytest.LogCaptureFixture, config: LdapConfig) -> None:
+    LdapAuthenticator(config)
+
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 def test_login_works_again_once_stopped_slapd_is_back(slapd: Slapd, authenticator: LdapAuthenticator) -> None:
