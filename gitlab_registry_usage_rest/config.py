@@ -186,6 +186,15 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _metrics_token(text: str) -> str | None:
+    """A static scrape token for /metrics; empty means none."""
+    if not text:
+        return None
+    if len(text) < MIN_SECRET_LENGTH:
+        raise ValueError(f"is shorter than {MIN_SECRET_LENGTH} characters; {SECRET_HINT}")
+    return text
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(_split_list(text)) or ("*",)
 
@@ -218,7 +227,12 @@ KEYS: tuple[Key, ...] = (
         "where the last good data is kept across restarts; empty: not kept"),
     Key("general", "max_data_age", "", _optional_duration,
         "/health answers 503 when the data is older; empty: three refresh intervals"),
-    Key("general", "metrics_require_token", "False", _bool, "require a bearer token for /metrics (open by default)"),
+    Key("general", "metrics_require_token", "False", _bool,
+        "require a bearer token for all of /metrics; without one it serves only the registry-wide series"),
+    Key("general", "metrics_token", "", _metrics_token,
+        f"static bearer token that opens the per-repository series of /metrics (Prometheus: authorization: "
+        f"credentials_file), at least {MIN_SECRET_LENGTH} characters; empty: only tokens from /auth_token",
+        secret=True),
     Key("general", "log_format", "text", _choice(LOG_FORMATS), "text or json (one object per line)"),
     Key("general", "log_level", "INFO", _choice(LOG_LEVELS), "DEBUG, INFO, WARNING or ERROR"),
     Key("general", "tls_cert", "", _readable_file,
@@ -295,6 +309,8 @@ class GeneralConfig:
     # None: three refresh intervals.
     max_data_age: datetime.timedelta | None = _default("general", "max_data_age")
     metrics_require_token: bool = _default("general", "metrics_require_token")
+    # None: no static scrape token; tokens from /auth_token still open the per-repository series.
+    metrics_token: str | None = field(default=_default("general", "metrics_token"), repr=False)
     log_format: str = _default("general", "log_format")
     log_level: str = _default("general", "log_level")
     tls_cert: str | None = _default("general", "tls_cert")

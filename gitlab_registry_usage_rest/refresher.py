@@ -8,6 +8,7 @@ a failed refresh is logged with its cause and tried again at the next interval.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,24 @@ from .sizes import build_snapshot
 from .state import RefreshState, SnapshotHolder
 
 log = logging.getLogger(__name__)
+
+
+# "CrawlerProcessError: CrawlError: the catalog ...": exception type names, each followed by ": ".
+_TYPE_NAMES = re.compile(r"(?:[A-Z][A-Za-z0-9_]*(?:Error|Exception): )+")
+
+
+def error_kind(error: BaseException) -> str:
+    """The type of a refresh failure, for the public /health: the innermost exception type named, never
+    the message (which may carry repository names, URLs and token scopes).
+
+    The crawler's child process sends its exception as ``"TypeName: message"``, which the parent wraps
+    once more; the child's type is the one that says what went wrong.
+    """
+    kind = type(error).__name__
+    match = _TYPE_NAMES.match(str(error))
+    if match is not None:
+        kind = match.group(0).split(": ")[-2]
+    return kind
 
 
 class Refresher:
@@ -52,7 +71,7 @@ class Refresher:
             snapshot = build_snapshot(listing, timestamp=self._clock())
         except Exception as error:  # any failure must leave the last good snapshot served
             message = f"{type(error).__name__}: {error}"
-            self._state.finished(self._clock(), message)
+            self._state.finished(self._clock(), message, error_kind(error))
             log.error("refresh failed after %.1fs, keeping the previous data: %s", self._clock() - started, message)
             log.debug("refresh failure details", exc_info=True)
             return False

@@ -37,7 +37,10 @@ class RefreshStatus:
     finished_at: float | None = None
     duration: float | None = None
     succeeded: bool | None = None
+    # The whole message, for the log: it may name repositories, registry URLs and token scopes.
     error: str | None = None
+    # What /health may show of it: the exception's type, which names nothing of the registry.
+    error_kind: str | None = None
     last_success: float | None = None
     refreshes: int = 0
     failures: int = 0
@@ -67,7 +70,12 @@ class RefreshState:
         with self._lock:
             self._status = replace(self._status, repositories_done=done, repositories_total=total, requests=requests)
 
-    def finished(self, at: float, error: str | None) -> None:
+    def finished(self, at: float, error: str | None, error_kind: str | None = None) -> None:
+        """The refresh ended: ``error`` is None on success; ``error_kind`` defaults to ``"error"`` on failure."""
+        if error is None:
+            error_kind = None
+        elif error_kind is None:
+            error_kind = "error"
         with self._lock:
             status = self._status
             self._status = replace(
@@ -77,6 +85,7 @@ class RefreshState:
                 duration=at - (status.started_at or at),
                 succeeded=error is None,
                 error=error,
+                error_kind=error_kind,
                 last_success=at if error is None else status.last_success,
                 refreshes=status.refreshes + 1,
                 failures=status.failures + (error is not None),

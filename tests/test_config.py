@@ -11,6 +11,7 @@ from gitlab_registry_usage_rest.config import (
     Config,
     ConfigError,
     default_config_text,
+    effective_config_text,
     parse_config,
     parse_timedelta,
     unknown_keys,
@@ -158,3 +159,26 @@ def test_unknown_keys_are_reported() -> None:
     parser = configparser.ConfigParser()
     parser.read_string("[general]\nrefresh_intervall = 5m\n[extra]\nx = 1\n")
     assert unknown_keys(parser) == ["[general] refresh_intervall", "[extra]"]
+
+
+METRICS_TOKEN = "scrape-" + "t" * 40
+
+
+def test_metrics_token_is_none_by_default_and_kept_out_of_repr_and_printed_config() -> None:
+    assert parse(minimal()).general.metrics_token is None
+    assert parse(minimal("[general]\nmetrics_token =\n")).general.metrics_token is None
+    config = parse(minimal(f"[general]\nmetrics_token = {METRICS_TOKEN}\n"))
+    assert config.general.metrics_token == METRICS_TOKEN
+    assert METRICS_TOKEN not in repr(config)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(minimal(f"[general]\nmetrics_token = {METRICS_TOKEN}\n"))
+    printed = effective_config_text(parser)
+    assert "metrics_token = ********" in printed.splitlines() and METRICS_TOKEN not in printed
+
+
+def test_a_short_metrics_token_is_refused_without_being_shown() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(minimal("[general]\nmetrics_token = only-thirty-one-characters-long\n"))
+    message = str(raised.value)
+    assert message.startswith("test.conf: [general] metrics_token: invalid value (hidden): is shorter than 32")
+    assert "only-thirty-one" not in message and "secrets.token_urlsafe" in message

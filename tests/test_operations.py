@@ -24,7 +24,7 @@ from gitlab_registry_usage_rest.persistence import DataFile, decode
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import running, until
-from tests.support.proxy import FaultyProxy, delay
+from tests.support.proxy import FaultyProxy, delay, respond
 from tests.support.pushed import REGISTRY_TOKEN, PushedRegistry, expected_figures
 from tests.support.service import JWT_SECRET, ServiceProcess, service_config
 from tests.support.slapd import Slapd
@@ -38,6 +38,7 @@ REPOSITORY = "group/sub/project"
 REPOSITORY_PATH = "/repositories/group%2Fsub%2Fproject"
 ENV_SECRET = "GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY"
 ENV_ACCESS_TOKEN = "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN"
+METRICS_TOKEN = "operations-scrape-token-" + "m" * 32
 
 
 def _health(service: ServiceProcess) -> tuple[int, dict[str, Any]]:
@@ -251,40 +252,118 @@ def test_health_is_503_stale_with_old_data(
     assert document["age_seconds"] >= 3600 and document["max_age_seconds"] == 1
 
 
+def _families(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def _per_repository(families: dict[str, Any], name: str) -> dict[str, float]:
+    return {sample.labels["repository"]: sample.value
+            for sample in families[f"gitlab_registry_usage_repository_{name}"].samples}
+
+
 def test_metrics_from_the_process_equal_what_was_pushed(
     tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
     pushed: PushedRegistry,
 ) -> None:
-    config = service_config(tmp_path, registry, gitlab, slapd)
+    config = service_config(tmp_path, registry, gitlab, slapd, general__metrics_token=METRICS_TOKEN)
     with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
-        service.wait_for_data(_alice(service, slapd))
+        alice = _alice(service, slapd)
+        service.wait_for_data(alice)
         # The snapshot is served before the data file is written and the refresh counted: wait for the count.
         until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted")
-        response = service.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    families = {family.name: family for family in text_string_to_metric_families(response.text)}
-
-    def per_repository(name: str) -> dict[str, float]:
-        return {sample.labels["repository"]: sample.value for sample in families[name].samples}
-
+        public = service.get("/metrics")
+        with_login = service.get("/metrics", headers=alice)
+        with_static = service.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        wrong = service.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN[:-1]}x"})
+        log = service.log()
     expected = expected_figures(pushed)
-    assert per_repository("gitlab_registry_usage_repository_size_bytes") == {
-        repo: figures["size"] for repo, figures in expected.items()}
-    assert per_repository("gitlab_registry_usage_repository_disk_size_bytes") == {
-        repo: figures["disk_size"] for repo, figures in expected.items()}
-    assert per_repository("gitlab_registry_usage_repository_tags") == {
-        repo: len(tags) for repo, tags in pushed.tags.items()}
 
-    requests = {sample.labels["outcome"]: sample.value
-                for sample in families["gitlab_registry_usage_registry_requests"].samples
-                if sample.name == "gitlab_registry_usage_registry_requests_total"}
-    assert requests.get("200", 0) > 0, requests
-    assert families["gitlab_registry_usage_refreshes"].samples[0].value == 1
-    assert families["gitlab_registry_usage_refresh_failures"].samples[0].value == 0
-    assert families["gitlab_registry_usage_refresh_duration_seconds"].samples[0].value > 0
-    assert families["gitlab_registry_usage_refresh_last_success_timestamp_seconds"].samples[0].value > 0
-    assert families["gitlab_registry_usage_refresh_running"].samples[0].value == 0
+    # Without credentials: the registry-wide and the process's series, and not one repository name.
+    families = _families(public)
+    assert not {name for name in families if name.startswith("gitlab_registry_usage_repository_")}
+    for repository in expected:
+        assert f'"{repository}"' not in public.text and repository not in public.text, repository
+    assert families["gitlab_registry_usage_repositories"].samples[0].value == len(expected)
+
+    assert wrong.status_code == 401 and set(wrong.json()) == {"msg"}
+    assert METRICS_TOKEN not in log
+
+    for response in (with_login, with_static):
+        families = _families(response)
+        assert _per_repository(families, "size_bytes") == {
+            repo: figures["size"] for repo, figures in expected.items()}
+        assert _per_repository(families, "disk_size_bytes") == {
+            repo: figures["disk_size"] for repo, figures in expected.items()}
+        assert _per_repository(families, "tags") == {repo: len(tags) for repo, tags in pushed.tags.items()}
+
+        requests = {sample.labels["outcome"]: sample.value
+                    for sample in families["gitlab_registry_usage_registry_requests"].samples
+                    if sample.name == "gitlab_registry_usage_registry_requests_total"}
+        assert requests.get("200", 0) > 0, requests
+        assert families["gitlab_registry_usage_refreshes"].samples[0].value == 1
+        assert families["gitlab_registry_usage_refresh_failures"].samples[0].value == 0
+        assert families["gitlab_registry_usage_refresh_duration_seconds"].samples[0].value > 0
+        assert families["gitlab_registry_usage_refresh_last_success_timestamp_seconds"].samples[0].value > 0
+        assert families["gitlab_registry_usage_refresh_running"].samples[0].value == 0
+
+
+def test_metrics_require_token_closes_the_whole_endpoint_of_the_process(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, slapd, general__metrics_token=METRICS_TOKEN,
+                            general__metrics_require_token="True")
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        alice = _alice(service, slapd)
+        service.wait_for_data(alice)
+        refused = service.get("/metrics")
+        with_static = service.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        with_login = service.get("/metrics", headers=alice)
+    assert refused.status_code == 401 and refused.json() == {"msg": "Missing Authorization Header"}
+    for response in (with_static, with_login):
+        assert "gitlab_registry_usage_repository_size_bytes" in _families(response)
+
+
+def test_health_of_the_process_counts_failed_repositories_and_names_no_repository_url_or_scope(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    with FaultyProxy(registry.url) as proxy:
+        # One repository unreadable (a 400 is not retried): the refresh succeeds without it.
+        proxy.add_rule(f"^GET /v2/{REPOSITORY}/tags/list", respond(400))
+        config = service_config(tmp_path, registry, gitlab, slapd,
+                                registry__registry_base_url=proxy.url, registry__timeout="2 seconds")
+        with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+            until(lambda: _health(service)[1]["refresh"]["refreshes"] == 1, "the first refresh counted",
+                  log=service.log)
+            status, after_repository = _health(service)
+            health_text = service.get("/health").text
+            assert status == 200, after_repository
+            assert after_repository["unreadable_repositories"] == 1
+            assert after_repository["refresh"]["last_outcome"] == "success"
+            assert after_repository["refresh"]["last_error"] is None
+
+            # Then no repository at all can be read: the crawl fails as a whole, naming the first one.
+            proxy.add_rule(r"^GET /v2/.+/tags/list", respond(400))
+            service.send_signal(signal.SIGHUP)
+            until(lambda: _health(service)[1]["refresh"]["refreshes"] == 2, "the failed second refresh",
+                  log=service.log)
+            status, after_crawl = _health(service)
+            health_text += service.get("/health").text
+            until(lambda: "refresh failed" in service.log(), "the failure in the log", log=service.log)
+            log = service.log()
+    assert status == 200, after_crawl  # the last good data is young: a failed refresh alone is not unhealthy
+    refresh = after_crawl["refresh"]
+    assert (refresh["last_outcome"], refresh["last_error"], refresh["failures"]) == ("failure", "CrawlError", 1)
+    assert after_crawl["unreadable_repositories"] == 1  # of the data still served
+    host = proxy.url.split("//", 1)[1].rstrip("/")
+    for name in (*pushed.tags, host, "127.0.0.1", "/v2/", "repository:", "scope", "pull"):
+        assert name not in health_text, name
+    # The details stay in the log.
+    assert f"{REPOSITORY}: v2/{REPOSITORY}/tags/list: the registry answered 400" in log
+    assert "CrawlError: no repository could be read; the first error: " in log
 
 
 def test_sighup_starts_a_refresh_now(

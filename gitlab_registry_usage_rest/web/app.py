@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
 from flask_httpauth import HTTPBasicAuth
-from flask_jwt_extended import JWTManager, verify_jwt_in_request
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_identity, verify_jwt_in_request
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -110,7 +111,7 @@ def create_app(
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
     observe = _request_observer(metrics)
-    _init_operations(app, config, snapshots, refresh, metrics, clock, observe)
+    _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
     app.wsgi_app = ResponseReplay(app.wsgi_app, snapshots.current, tokens, observe)  # type: ignore[method-assign]
     if general.trusted_proxies:
         # Behind GitLab's nginx every client would share the proxy's address (and its login limit).
@@ -135,10 +136,37 @@ def _request_observer(metrics: Metrics) -> Callable[[str, str, str, int, float, 
 
 
 def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refresh: RefreshState,
-                     metrics: Metrics, clock: Callable[[], float],
+                     metrics: Metrics, tokens: VerifiedTokens, clock: Callable[[], float],
                      observe: Callable[[str, str, str, int, float, str], None]) -> None:
     """/health, /metrics, and one log line and one counted request per request."""
-    max_age = config.general.effective_max_data_age.total_seconds()
+    general = config.general
+    max_age = general.effective_max_data_age.total_seconds()
+    metrics_token = None if general.metrics_token is None else general.metrics_token.encode()
+
+    def per_repository_allowed() -> bool:
+        """Whether this scrape may see the per-repository series, which name every repository.
+
+        A bearer credential must be valid: the static ``metrics_token`` or a token from /auth_token;
+        any other is a 401, never the public body in silence. No bearer credential (nothing, or the
+        Basic header a browser sends unasked after a login) gets the public body, unless
+        ``metrics_require_token`` closes the endpoint.
+        """
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            if general.metrics_require_token:
+                verify_jwt_in_request(locations=["headers"])  # raises: the JWT loaders answer 401
+            return False
+        credential = credential.strip()
+        if metrics_token is not None and hmac.compare_digest(credential.encode(), metrics_token):
+            g.user = "(metrics_token)"
+            return True
+        subject = tokens.subject(credential)
+        if subject is None:
+            verify_jwt_in_request(locations=["headers"])  # raises on anything but a valid token: 401
+            subject = get_jwt_identity()
+            tokens.add(credential, subject, get_jwt()["exp"])
+        g.user = subject
+        return True
 
     @app.get("/health", endpoint="health")
     def _health() -> Response:
@@ -150,10 +178,12 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
 
     @app.get("/metrics", endpoint="metrics")
     def _metrics() -> Response:
-        if config.general.metrics_require_token:
-            verify_jwt_in_request(locations=["headers"])
-        body, content_type = metrics.render()
-        return Response(body, content_type=content_type)
+        body, content_type = metrics.render(per_repository=per_repository_allowed())
+        response = Response(body, content_type=content_type)
+        # An authorized scrape names every repository: no cache may keep it or hand it to another client.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Vary"] = "Authorization"
+        return response
 
     @app.before_request
     def _start_timer() -> None:

@@ -1,4 +1,9 @@
-"""The ``/health`` document: is there data, how old is it, and how did the last refresh go. Pure."""
+"""The ``/health`` document: is there data, how old is it, and how did the last refresh go. Pure.
+
+``/health`` is public, so it says how many repositories could not be read and what kind of error
+ended the last refresh, never which repositories, registry URLs or token scopes were involved: the
+refresh log has those.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ def health(snapshot: Snapshot | None, refresh: RefreshStatus, now: float, max_ag
         "last_started": refresh.started_at,
         "last_duration_seconds": refresh.duration,
         "last_outcome": None if refresh.succeeded is None else ("success" if refresh.succeeded else "failure"),
-        "last_error": refresh.error,
+        # The exception's type only: its message may name repositories, URLs and token scopes.
+        "last_error": refresh.error_kind,
         "last_success": refresh.last_success,
         "refreshes": refresh.refreshes,
         "failures": refresh.failures,
@@ -38,6 +44,9 @@ def health(snapshot: Snapshot | None, refresh: RefreshStatus, now: float, max_ag
         "timestamp": None if snapshot is None else snapshot.timestamp,
         "age_seconds": None if age is None else round(age, 3),
         "max_age_seconds": max_age,
+        # Repositories the crawl behind this data could not read (one error each): the count only, as
+        # their names and errors are in the refresh log. Counted without walking the snapshot.
+        "unreadable_repositories": None if snapshot is None else len(snapshot.errors),
         "refresh": refresh_document,
     }
     return (200 if status == "ok" else 503), document
