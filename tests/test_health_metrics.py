@@ -493,6 +493,17 @@ def test_the_static_metrics_token_opens_the_per_repository_series(
     assert PER_REPOSITORY <= {family.name for family in scrape(client, bearer(client))}
 
 
+def test_the_static_metrics_token_opens_nothing_but_metrics(
+    holder: SnapshotHolder, refresh: RefreshState, clock: Clock
+) -> None:
+    client = create_app(make_config(metrics_token=METRICS_TOKEN), holder, Directory(), refresh=refresh,
+                        clock=clock).test_client()
+    for _ in range(2):  # the second time as well: a scrape must not make it a token the data endpoints accept
+        assert client.get("/metrics", headers=static_token()).status_code == 200
+        assert client.get("/repositories", headers=static_token()).status_code == 401
+        assert client.get("/repositories/group%2Fapp", headers=static_token()).status_code == 401
+
+
 def _token_of_another_key() -> str:
     other = Config(general=GeneralConfig(), ldap=LdapConfig(), registry=RegistryConfig(),
                    jwt=JwtConfig(secret_key="another-secret-" + "o" * 40, auth_token_expires=datetime.timedelta(1)))
