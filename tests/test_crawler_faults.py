@@ -2,11 +2,14 @@
 
 What must hold: passing faults are retried away; a repository that cannot be read is reported without
 figures and named, the rest stays complete; a crawl that cannot read the catalog fails as a whole,
-so the refresh keeps the previous snapshot.
+so the refresh keeps the previous snapshot. A registry's answers never send a request, and its token,
+to another host (pagination links) or another path (digests, tags and names that are not the API's).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -14,6 +17,7 @@ import pytest
 
 from gitlab_registry_usage_rest.crawl.base import CrawlError
 from gitlab_registry_usage_rest.crawl.builtin import TOKEN_BATCH, BuiltinCrawler
+from gitlab_registry_usage_rest.crawl.manifests import DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
@@ -22,6 +26,7 @@ from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import free_port
 from tests.support.proxy import FaultyProxy, drop, garble, respond, truncate
 from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
+from tests.support.recorder import RecordingServer
 
 pytestmark = pytest.mark.registry
 
@@ -154,3 +159,151 @@ def test_token_endpoint_garbage_is_a_clear_error(registry: DistributionRegistry,
         broken_gitlab.add_rule("GET /jwt/auth", garble())
         with pytest.raises(CrawlError, match="not a token"):
             crawl(registry.url, broken_gitlab.url, retries=0)
+
+
+# --- answers that would steer requests elsewhere ---------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+def json_page(document: object, link: str | None = None) -> tuple[dict[str, str], bytes]:
+    headers = dict(JSON)
+    if link is not None:
+        headers["Link"] = f'<{link}>; rel="next"'
+    return headers, json.dumps(document).encode()
+
+
+def test_a_catalog_page_linking_to_another_origin_fails_the_crawl_without_contacting_it(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint
+) -> None:
+    with RecordingServer() as elsewhere:
+        headers, body = json_page({"repositories": ["base/debian"]},
+                                  f"{elsewhere.origin}/v2/_catalog?last=base%2Fdebian&n=1000")
+        proxy.add_rule("^GET /v2/_catalog", respond(200, headers, body))
+        with pytest.raises(CrawlError, match=re.escape(
+                f"the catalog could not be read: v2/_catalog: the next page is on another origin, "
+                f"'http://127.0.0.2:{elsewhere.port}', not followed")):
+            crawl(proxy.url, gitlab.url)
+    assert elsewhere.requests == []  # neither the request nor the registry token went there
+
+
+def test_a_tags_page_linking_to_another_origin_fails_that_repository_only(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry
+) -> None:
+    with RecordingServer() as elsewhere:
+        headers, body = json_page({"name": VICTIM, "tags": ["1.0"]},
+                                  f"{elsewhere.origin}/v2/{VICTIM}/tags/list?last=1.0&n=1000")
+        proxy.add_rule(f"^GET {VICTIM_PATH}tags/list", respond(200, headers, body))
+        listing = crawl(proxy.url, gitlab.url)
+    assert elsewhere.requests == []
+    expected = expected_tag_sizes(pushed)
+    expected[VICTIM] = None
+    assert tag_sizes(listing) == expected
+    (error,) = listing.errors
+    assert error == (f"{VICTIM}: v2/{VICTIM}/tags/list: the next page is on another origin, "
+                     f"'http://127.0.0.2:{elsewhere.port}', not followed")
+
+
+def test_a_next_page_on_the_registry_origin_written_absolute_is_followed(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry
+) -> None:
+    first = next(iter(pushed.tags))
+    # The same origin with its default form spelled differently (upper-case host name) is still the registry's.
+    same_origin = proxy.url.replace("http://127.0.0.1", "HTTP://127.0.0.1")
+    headers, body = json_page({"repositories": [first]}, f"{same_origin}v2/_catalog?last={first}&n=1000")
+    proxy.add_rule(r"^GET /v2/_catalog\?n=1000$", respond(200, headers, body), times=1)
+    listing = crawl(proxy.url, gitlab.url)
+    assert listing.errors == ()
+    assert tag_sizes(listing) == expected_tag_sizes(pushed)
+    assert [entry[1] for entry in proxy.log if entry[1].startswith("/v2/_catalog")] == [
+        "/v2/_catalog?n=1000", f"/v2/_catalog?last={first}&n=1000"]
+
+
+BAD_DIGESTS = ["sha256:../../x", "sha256:../../../v2/_catalog", "sha256:" + "a" * 64 + "?n=1",
+               "sha256:" + "a" * 64 + "#x", "sha256:aa/" + "a" * 62, "sha256:" + "A" * 64, "sha256:", "../x"]
+BAD_DIGEST_IDS = ["dot-dot", "dot-dot-to-catalog", "query", "fragment", "slash", "upper-case-hex", "empty-hex",
+                  "no-algorithm"]
+GOOD_DIGEST = "sha256:" + "0" * 64
+
+
+def manifest_with(kind: str, digest: str) -> tuple[dict[str, str], bytes]:
+    """A manifest of ``kind`` naming ``digest`` where the registry's own manifests name a layer or a child."""
+    if kind == "schema2-layer":
+        document: dict[str, object] = {
+            "schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": {"digest": GOOD_DIGEST, "size": 2},
+            "layers": [{"digest": digest, "size": 10}]}
+        return {"Content-Type": DOCKER_MANIFEST}, json.dumps(document).encode()
+    if kind == "index-child":
+        document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"digest": digest, "size": 10, "mediaType": OCI_MANIFEST,
+             "platform": {"os": "linux", "architecture": "amd64"}}]}
+        return {"Content-Type": OCI_INDEX}, json.dumps(document).encode()
+    document = {"schemaVersion": 1, "fsLayers": [{"blobSum": digest}]}
+    return ({"Content-Type": DOCKER_SCHEMA1_SIGNED, "Docker-Content-Digest": GOOD_DIGEST},
+            json.dumps(document).encode())
+
+
+@pytest.mark.parametrize("digest", BAD_DIGESTS, ids=BAD_DIGEST_IDS)
+@pytest.mark.parametrize("kind", ["schema2-layer", "index-child", "schema1-blob"])
+def test_a_manifest_naming_an_invalid_digest_fails_that_repository_before_any_request_uses_it(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry, kind: str, digest: str
+) -> None:
+    headers, body = manifest_with(kind, digest)
+    proxy.add_rule(f"^GET {VICTIM_PATH}manifests/", respond(200, headers, body))
+    listing = crawl(proxy.url, gitlab.url)
+    expected = expected_tag_sizes(pushed)
+    expected[VICTIM] = None
+    assert tag_sizes(listing) == expected
+    (error,) = listing.errors
+    field = "fsLayer without a valid blobSum" if kind == "schema1-blob" else "descriptor without a valid digest"
+    assert error.startswith(f"{VICTIM}: ") and error.endswith(f"{field}: {digest!r}")
+    # Every manifest was asked for by its tag; nothing by (or past) the digest.
+    assert {path for _, path, _ in proxy.log} == listing_requests(pushed)
+
+
+def listing_requests(pushed: PushedRegistry) -> set[str]:
+    """What a crawl of the pushed images asks the registry for when no manifest names another."""
+    return {"/v2/_catalog?n=1000"} | {
+        path for repo, tags in pushed.tags.items()
+        for path in (f"/v2/{repo}/tags/list?n=1000", *(f"/v2/{repo}/manifests/{tag}" for tag in tags))}
+
+
+def test_an_invalid_digest_header_on_a_schema1_manifest_fails_that_repository(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry
+) -> None:
+    headers, body = manifest_with("schema1-blob", GOOD_DIGEST)
+    proxy.add_rule(f"^GET {VICTIM_PATH}manifests/", respond(200, {**headers, "Docker-Content-Digest": "sha256:../x"},
+                                                          body))
+    listing = crawl(proxy.url, gitlab.url)
+    (error,) = listing.errors
+    assert error.startswith(f"{VICTIM}: manifest {VICTIM}:") and error.endswith(
+        "the registry sent the invalid digest 'sha256:../x'")
+
+
+@pytest.mark.parametrize("tag", ["..", ".", "a/../../../_catalog", "-x", "x" * 129, "v1?n=1", ""],
+                         ids=["dot-dot", "dot", "slashes", "leading-dash", "too-long", "query", "empty"])
+def test_a_tag_the_api_does_not_allow_fails_that_repository_without_a_request(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry, tag: str
+) -> None:
+    headers, body = json_page({"name": VICTIM, "tags": [tag]})
+    proxy.add_rule(f"^GET {VICTIM_PATH}tags/list", respond(200, headers, body))
+    listing = crawl(proxy.url, gitlab.url)
+    (error,) = listing.errors
+    assert error == (f"{VICTIM}: manifest {VICTIM}:{tag!r:.100}: not a tag or digest the registry API allows, "
+                     "not requested")
+    assert [path for _, path, _ in proxy.log if path.startswith(VICTIM_PATH)] == [f"{VICTIM_PATH}tags/list?n=1000"]
+
+
+@pytest.mark.parametrize("name", ["../../v2/_catalog", "group/../other/app", "group//x", "Group/X", "a?b"],
+                         ids=["dot-dot", "dot-dot-inside", "empty-component", "upper-case", "query"])
+def test_a_catalog_name_the_api_does_not_allow_fails_that_repository_without_a_request(
+    proxy: FaultyProxy, gitlab: GitLabTokenEndpoint, pushed: PushedRegistry, name: str
+) -> None:
+    headers, body = json_page({"repositories": ["base/debian", name]})
+    proxy.add_rule(r"^GET /v2/_catalog", respond(200, headers, body))
+    listing = crawl(proxy.url, gitlab.url)
+    assert tag_sizes(listing) == {"base/debian": expected_tag_sizes(pushed)["base/debian"], name: None}
+    assert listing.errors == (f"{name}: {name!r}: not a repository name the registry API allows, not requested",)
+    assert {path.split("?")[0] for _, path, _ in proxy.log} == {
+        "/v2/_catalog", "/v2/base/debian/tags/list", *(f"/v2/base/debian/manifests/{tag}"
+                                                       for tag in pushed.tags["base/debian"])}

@@ -16,6 +16,7 @@ from gitlab_registry_usage_rest.crawl.manifests import (
     IndexManifest,
     ManifestError,
     Schema1Manifest,
+    is_digest,
     parse_manifest,
 )
 
@@ -81,3 +82,44 @@ def test_schema1_lists_blobs_without_sizes() -> None:
 def test_malformed_manifests_raise_manifest_error(body: bytes) -> None:
     with pytest.raises(ManifestError):
         parse_manifest(body, OCI_MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("sha256:" + "0123456789abcdef" * 4, True),
+        ("sha512:" + "f" * 128, True),
+        ("sha384:" + "e" * 96, True),
+        ("multihash+base58:" + "a" * 40, True),
+        ("sha256:../../x", False),
+        ("sha256:" + "a" * 64 + "?n=1", False),
+        ("sha256:" + "a" * 64 + "#x", False),
+        ("sha256:" + "a" * 32 + "/" + "a" * 31, False),
+        ("sha256:" + "a" * 64 + "\n", False),
+        ("sha256:" + "A" * 64, False),
+        ("sha256:" + "a" * 129, False),
+        ("SHA256:" + "a" * 64, False),
+        (":" + "a" * 64, False),
+        ("sha256:", False),
+        ("a" * 64, False),
+        (None, False),
+        (64, False),
+    ],
+    ids=["sha256", "sha512", "sha384", "compound-algorithm", "dot-dot", "query", "fragment", "slash",
+         "trailing-line-feed", "upper-case-hex", "too-long", "upper-case-algorithm", "no-algorithm", "no-hex",
+         "no-colon", "none", "number"],
+)
+def test_digests_are_the_oci_grammar_with_hex(value: object, valid: bool) -> None:
+    assert is_digest(value) is valid
+
+
+@pytest.mark.parametrize("kind", ["layers", "manifests", "fsLayers"])
+def test_a_descriptor_with_a_path_as_digest_is_a_manifest_error(kind: str) -> None:
+    key = "blobSum" if kind == "fsLayers" else "digest"
+    document = {"schemaVersion": 1 if kind == "fsLayers" else 2,
+                "mediaType": OCI_INDEX if kind == "manifests" else OCI_MANIFEST,
+                kind: [{key: "sha256:../../x", "size": 1}]}
+    if kind == "fsLayers":
+        del document["mediaType"]
+    with pytest.raises(ManifestError, match=r"valid (digest|blobSum): 'sha256:\.\./\.\./x'"):
+        parse_manifest(encode(document), None)

@@ -4,25 +4,31 @@ One pooled ``requests.Session`` with keep-alive; timeouts on every request; retr
 connection errors, 429 and 5xx (honouring a capped ``Retry-After``) through urllib3's ``Retry``;
 tokens cached per scope until shortly before they expire and renewed on 401. Callers get lists,
 manifests and sizes, or a ``RegistryError``; never a ``Response``.
+
+What the registry answers is not trusted with where the next request goes, since every request
+carries the registry token: ``Link: rel="next"`` is followed only on the registry's own origin, and
+repository names, tags and digests go into a URL only when they match the registry API's grammar
+(no ``..`` segment, ``?``, ``#`` or other character that would point the request elsewhere).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED
+from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, is_digest
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,12 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 MAX_RETRY_AFTER = 60.0
 DEFAULT_TOKEN_LIFETIME = 60.0
+
+# The distribution spec's grammar ("Pulling manifests"): a repository name is path components of lowercase
+# letters and digits joined by separators; a tag starts with a word character and has at most 128.
+_NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class RegistryError(Exception):
@@ -211,6 +223,7 @@ class RegistryClient:
     def __init__(self, registry_base_url: str, tokens: TokenProvider, session: requests.Session,
                  timeout: float, stats: RequestStats) -> None:
         self._base = registry_base_url if registry_base_url.endswith("/") else registry_base_url + "/"
+        self._origin = _origin(self._base)
         self._tokens = tokens
         self._session = session
         self._timeout = timeout
@@ -240,6 +253,9 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str, known_digest: str | None = None) -> FetchedManifest | None:
         """A manifest by tag or digest; ``None`` (not modified) if it still has ``known_digest``."""
+        if not (is_digest(reference) or _TAG.fullmatch(reference)):
+            raise RegistryError(f"manifest {repository}:{reference!r:.100}: not a tag or digest the registry API "
+                                "allows, not requested")
         headers = {"Accept": ACCEPT}
         if known_digest:
             headers["If-None-Match"] = f'"{known_digest}"'
@@ -260,10 +276,16 @@ class RegistryClient:
             digest = actual
         if not digest:
             raise RegistryError(f"manifest {repository}:{reference}: the registry sent no digest")
+        if not is_digest(digest):
+            # It is served as the tag's digest and sent back in If-None-Match.
+            raise RegistryError(f"manifest {repository}:{reference}: the registry sent the invalid digest "
+                                f"{digest!r:.100}")
         return FetchedManifest(digest, content_type, body)
 
     def blob_size(self, repository: str, digest: str) -> int:
         """A blob's size from a HEAD request, following redirects to object storage."""
+        if not is_digest(digest):
+            raise RegistryError(f"blob {repository}@{digest!r:.100}: not a digest, not requested")
         url = f"v2/{_path(repository)}/blobs/{digest}"
         response = self._request(_scope(repository), "HEAD", url, {}, allow_redirects=True)
         self._expect_ok(response, f"blob {repository}@{digest}")
@@ -293,11 +315,20 @@ class RegistryClient:
                 raise RegistryError(f"{path}: '{key}' is not a list of names")
             yield items
             following = response.links.get("next", {}).get("url")
-            url = urljoin(self._base, following) if following else None
+            if not following:
+                return
+            # Relative to the page that carries it (RFC 8288), as the registries send it: "</v2/...>".
+            url = urljoin(response.url or self._base, following)
+            if _origin(url) != self._origin:
+                # The token for this scope would go with the request: to whoever runs that host.
+                raise RegistryError(f"{path}: the next page is on another origin, {_origin(url)!r:.100}, "
+                                    "not followed")
 
     def _request(self, scope: str, method: str, url: str, headers: dict[str, str],
                  allow_redirects: bool = False) -> requests.Response:
         absolute = urljoin(self._base, url)
+        if _origin(absolute) != self._origin:  # what _pages checks, here too: no token leaves the registry
+            raise RegistryError(f"{method} {_shown(absolute)!r:.100}: not the registry's origin, not requested")
         for attempt in (1, 2):
             token = self._tokens.token(scope)
             try:
@@ -331,7 +362,19 @@ def _scope(repository: str) -> str:
 
 
 def _path(repository: str) -> str:
+    if not _NAME.fullmatch(repository):
+        raise RegistryError(f"{repository!r:.100}: not a repository name the registry API allows, not requested")
     return quote(repository, safe="/")
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, the port written out, for comparing where requests go."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        port = None
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _shown(url: str) -> str:

@@ -4,13 +4,18 @@
 - Docker manifest lists and OCI image indexes list one manifest per platform (``docker buildx``
   pushes these by default), plus attestation manifests (platform ``unknown/unknown``).
 - Docker schema 1 lists layer digests without sizes; their sizes come from blob HEAD requests.
+
+Every digest is checked against the OCI grammar before anything uses it: child manifests and schema 1
+blobs are fetched by digest, so a digest like ``sha256:../../x`` or one with ``?``, ``#`` or ``/`` would
+otherwise steer a request, with the registry token, to another path of the registry.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -22,6 +27,10 @@ DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyj
 # Every type we understand. A registry serves a manifest list or index as such only when the client
 # names its type; otherwise it rewrites a list to its linux/amd64 child and refuses an OCI index.
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED))
+
+# The OCI image spec's digest: algorithm ":" encoded. Every algorithm registries use (sha256, sha384, sha512)
+# encodes as lowercase hex, which also keeps the digest a single, inert URL path segment.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-f0-9]{32,128}")
 
 _IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 _INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
@@ -66,6 +75,11 @@ class Schema1Manifest:
 Manifest = ImageManifest | IndexManifest | Schema1Manifest
 
 
+def is_digest(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a digest as the OCI image spec writes them, e.g. ``sha256:`` and 64 hex digits."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
 def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     """Parse a manifest; the type comes from the body's ``mediaType`` if present, else the header."""
     try:
@@ -101,8 +115,8 @@ def _descriptor(entry: Any) -> tuple[str, int]:
     if not isinstance(entry, dict):
         raise ManifestError("a descriptor is not an object")
     digest, size = entry.get("digest"), entry.get("size")
-    if not isinstance(digest, str) or ":" not in digest:
-        raise ManifestError(f"descriptor without a valid digest: {digest!r}")
+    if not is_digest(digest):
+        raise ManifestError(f"descriptor without a valid digest: {digest!r:.100}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestError(f"descriptor {digest} has no valid size: {size!r}")
     return digest, size
@@ -144,7 +158,7 @@ def _schema1(document: dict[str, Any]) -> Schema1Manifest:
     blobs: dict[str, None] = {}
     for layer in layers:
         blob = layer.get("blobSum") if isinstance(layer, dict) else None
-        if not isinstance(blob, str) or ":" not in blob:
-            raise ManifestError(f"fsLayer without a valid blobSum: {blob!r}")
+        if not is_digest(blob):
+            raise ManifestError(f"fsLayer without a valid blobSum: {blob!r:.100}")
         blobs[blob] = None
     return Schema1Manifest(DOCKER_SCHEMA1_SIGNED, tuple(blobs))
