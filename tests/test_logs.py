@@ -221,12 +221,12 @@ def test_a_line_feed_in_the_path_or_a_registry_name_forges_no_log_line(
     tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
     pushed: PushedRegistry, log_format: str,
 ) -> None:
-    forged_tag = f"v1\n{FORGED}"
+    forged_name = f"x\n{FORGED}"
     with FaultyProxy(registry.url) as proxy:
-        # A registry (or something in between) that lists a tag whose name carries a line feed.
-        proxy.add_rule("GET /v2/group/sub/project/tags/list", respond(
+        # A registry (or something in between) that lists a repository whose name carries a line feed.
+        proxy.add_rule("^GET /v2/_catalog", respond(
             200, {"Content-Type": "application/json"},
-            json.dumps({"name": "group/sub/project", "tags": [forged_tag]}).encode()))
+            json.dumps({"repositories": [*pushed.tags, forged_name]}).encode()))
         config = service_config(tmp_path, registry, gitlab, slapd, registry__registry_base_url=proxy.url,
                                 general__log_format=log_format)
         with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
@@ -241,12 +241,12 @@ def test_a_line_feed_in_the_path_or_a_registry_name_forges_no_log_line(
         (request,) = [line for line in access_lines(text) if "GET /x" in line]
         assert request.split(" ", 2)[2].startswith(
             f"INFO gitlab_registry_usage_rest.access: GET /x\\n{FORGED} 404 ")
-        (error,) = [line for line in text.splitlines() if line.startswith("  group/sub/project: ")]
-        assert f"v1\\n{FORGED}" in error
+        (error,) = [line for line in text.splitlines() if line.startswith("  x")]
+        assert error.startswith(f"  x\\n{FORGED}: ")
     else:
         entries = [json.loads(line) for line in text.splitlines()]
         (request,) = [entry for entry in entries if entry.get("path", "").startswith("/x")]
         assert request["path"] == f"/x\n{FORGED}" and request["status"] == 404
         (refresh,) = [entry for entry in entries if entry.get("event") == "refresh"]
         (error,) = refresh["errors"]
-        assert error.startswith("group/sub/project: ") and forged_tag in error
+        assert error.startswith(f"{forged_name}: ")
