@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
@@ -56,6 +56,18 @@ class Options:
     links: bool = False
     base: str = ""
     window: Window = Window()
+    # The browser view's page size: set, every collection embedded below lists at most this many items too.
+    page_size: int | None = None
+
+
+def paged(options: Options, page_size: int) -> Options:
+    """``options`` for a page of at most ``page_size`` items per collection, with ``next``/``prev`` to the rest.
+
+    A smaller ``?limit=`` is kept, a larger one (or none) becomes ``page_size``; collections embedded in
+    the document are cut to their first ``page_size`` items, with their own ``next`` link.
+    """
+    limit = page_size if options.window.limit is None else min(options.window.limit, page_size)
+    return replace(options, window=replace(options.window, limit=limit), page_size=page_size)
 
 
 def parse_embed(value: str | None) -> int:
@@ -187,8 +199,11 @@ def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -
 
 
 def _deeper(options: Options) -> Options:
-    # The window applies to the requested collection only, not to collections embedded in it.
-    return Options(embed=options.embed - 1, links=options.links, base=options.base)
+    # The window applies to the requested collection only, not to collections embedded in it; a page for
+    # people cuts those to a page as well. Unlimited stays unlimited, so that their paging links say so.
+    window = Window() if options.page_size is None else Window(limit=options.page_size)
+    return Options(embed=options.embed if options.embed == UNLIMITED else options.embed - 1, links=options.links,
+                   base=options.base, window=window, page_size=options.page_size)
 
 
 Item = TypeVar("Item", RepositoryUsage, TagUsage)

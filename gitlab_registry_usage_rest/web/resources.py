@@ -20,7 +20,7 @@ from flask_restful import Resource
 
 from ..state import SnapshotHolder
 from . import hal
-from .html import CONTENT_SECURITY_POLICY, render_page
+from .html import CONTENT_SECURITY_POLICY, PAGE_SIZE, render_page
 from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
 from .tokens import VerifiedTokens
 
@@ -50,8 +50,11 @@ def _token_required(method: F) -> F:
 
 
 def _options(prefix_allowed: bool = False) -> hal.Options:
-    return hal.options_from(request.args, base=request.script_root, links_default=wants_html(),
-                            prefix_allowed=prefix_allowed)
+    browser = wants_html()
+    options = hal.options_from(request.args, base=request.script_root, links_default=browser,
+                               prefix_allowed=prefix_allowed)
+    # A page for people lists a page of items, however many there are; the JSON API keeps its contract.
+    return hal.paged(options, PAGE_SIZE) if browser else options
 
 
 class AuthToken(Resource):  # type: ignore[misc]
