@@ -154,6 +154,17 @@ def test_text_lines_escape_control_characters_in_string_arguments(value: str, wr
     assert "\n" not in line
 
 
+def test_json_lines_carry_every_control_character_escaped_on_one_line() -> None:
+    value = "/x\n\r\x1b[2J\x00\x85\u2028\u2029 équipe"
+    record = logging.LogRecord("gitlab_registry_usage_rest.access", logging.INFO, __file__, 1, "GET %s", (value,),
+                               None)
+    record.fields = {"path": value}
+    line = logs.JsonFormatter().format(record)
+    assert line.isprintable() and line.isascii()  # ensure_ascii: even U+2028, which some viewers break lines at
+    entry = json.loads(line)
+    assert (entry["message"], entry["path"]) == (f"GET {value}", value)  # the exact value, for log collectors
+
+
 def test_text_lines_escape_other_arguments_and_keep_numbers_and_repr() -> None:
     error = OSError(f"No such file: '/data\n{FORGED}'")
     assert text_line("could not write %s: %s", Path("/data\nx"), error) == (
