@@ -11,6 +11,7 @@ process in the same run. Best of three runs each.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -42,12 +43,13 @@ def main() -> None:
     for count in (int(value) for value in args.repositories.split(",")):
         snapshot = build_snapshot(synthetic_listing(count, args.tags), time.time())
         view = pages.Dashboard(snapshot, RefreshStatus(), time.time(), "", pages.TableQuery(), "bench")
-        dashboard, dashboard_bytes = best_of(args.runs, lambda: pages.dashboard_page(view))
-        repository = snapshot.repositories[0]
-        repository_page, _ = best_of(args.runs, lambda: pages.repository_page(repository, "", "bench"))
+        dashboard, dashboard_bytes = best_of(args.runs, functools.partial(pages.dashboard_page, view))
+        repository_page, _ = best_of(args.runs, functools.partial(pages.repository_page, snapshot.repositories[0],
+                                                                  "", "bench"))
         options = hal.Options(embed=1, links=True, base="", window=hal.Window())
+        document = hal.repositories_document(snapshot, options)
         old, old_bytes = best_of(1 if count > 10000 else args.runs,
-                                 lambda: html.render_page(hal.repositories_document(snapshot, options), "Repositories"))
+                                 functools.partial(html.render_page, document, "Repositories"))
         print(f"{count:>12,} {count * args.tags:>9,} | {dashboard:>13.3f} {dashboard_bytes:>9,} | "
               f"{repository_page:>19.4f} | {old:>21.3f} {old_bytes:>11,}")
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing, Snapshot
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import RefreshStatus
 from gitlab_registry_usage_rest.web import pages
@@ -58,7 +58,7 @@ class _Rows(HTMLParser):
             self.hrefs.append(found["href"])
 
 
-def _snapshot(repositories: int, hostile: bool = False) -> pages.Snapshot:
+def _snapshot(repositories: int, hostile: bool = False) -> Snapshot:
     names = [f"team-{i % 7}/app-{i}" for i in range(repositories)]
     if hostile:
         names.append('evil/"><script>alert(1)</script>&x')
@@ -72,7 +72,7 @@ def _snapshot(repositories: int, hostile: bool = False) -> pages.Snapshot:
     return build_snapshot(listing, NOW - 250)
 
 
-def _dashboard(snapshot: pages.Snapshot, **args: str) -> _Rows:
+def _dashboard(snapshot: Snapshot, **args: str) -> _Rows:
     view = pages.Dashboard(snapshot, RefreshStatus(), NOW, "/prefix", pages.TableQuery.from_args(args), "alice")
     parser = _Rows()
     parser.feed(pages.dashboard_page(view))
