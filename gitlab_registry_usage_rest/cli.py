@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 PROG = "gitlab-registry-usage-rest"
 log = logging.getLogger(__name__)
 
+# The crawler child is ended after this many request timeouts without a word from it (its heartbeat comes
+# every few seconds during a crawl), and never sooner than the floor: a fresh interpreter must have time to start.
+ANSWER_TIMEOUT_FACTOR = 4
+MIN_ANSWER_TIMEOUT = 10.0
+
 
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -120,7 +125,9 @@ def _run_service(config: Config) -> int:
 def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Callable[[], dict[str, int]] | None]:
     """The configured crawler in a child process, and where its request counts can be read (the library keeps none).
 
-    In this process the crawl's Python work would take the GIL from the request threads.
+    In this process the crawl's Python work would take the GIL from the request threads. The child gets
+    only the registry's settings, its access token among them, in the factory's arguments: nothing else
+    of the config, and (``ProcessCrawler`` sees to it) none of the environment's secrets.
     """
     from .crawl.process import CrawlerFactory, ProcessCrawler
 
@@ -131,7 +138,7 @@ def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Calla
 
         factory = functools.partial(
             LibraryCrawler, registry.gitlab_base_url, registry.registry_base_url, registry.username,
-            registry.access_token,
+            registry.access_token, timeout=registry.timeout,
         )
     else:
         from .crawl.builtin import BuiltinCrawler
@@ -141,8 +148,13 @@ def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Calla
             registry.access_token, concurrency=registry.concurrency, timeout=registry.timeout,
         )
     crawler = ProcessCrawler(factory, state.progress, log_level=_log_level(config),
-                             log_format=config.general.log_format)
+                             log_format=config.general.log_format, answer_timeout=_answer_timeout(registry.timeout))
     return crawler, None if registry.collector == "gitlab-registry-usage" else crawler.request_stats
+
+
+def _answer_timeout(request_timeout: float) -> float:
+    """How long the crawler child may stay silent during a crawl before it counts as hung."""
+    return max(ANSWER_TIMEOUT_FACTOR * request_timeout, MIN_ANSWER_TIMEOUT)
 
 
 def _log_level(config: Config) -> str:

@@ -1,5 +1,6 @@
 """The crawl in a child process, against the real registry: same result, progress and counts forwarded,
-caches kept between crawls, failures and deaths reported clearly, and no child left behind.
+caches kept between crawls, failures and deaths reported clearly, no child left behind, a hung child
+ended, and none of the service's secrets in the child's environment.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,28 +17,42 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from gitlab_registry_usage.registry import low_level_api
 
 from gitlab_registry_usage_rest.crawl.base import CrawlError, ProgressCallback
 from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
-from gitlab_registry_usage_rest.crawl.process import CrawlerFactory, CrawlerProcessError, ProcessCrawler
+from gitlab_registry_usage_rest.crawl.process import (
+    CrawlerFactory,
+    CrawlerProcessError,
+    ProcessCrawler,
+    child_environment,
+)
 from gitlab_registry_usage_rest.model import Listing
 from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.hanging import InterpreterLockHog
 from tests.support.processes import free_port, running, until
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
+from tests.support.service import JWT_SECRET, ServiceProcess, service_config
+from tests.support.slapd import Slapd
 
 pytestmark = pytest.mark.registry
 
 
 HOLD = 60.0  # longer than any test: a held request is answered only when the proxy stops
 MANIFESTS = r"^GET /v2/.+/manifests/"
+EVERY_REQUEST = r"^"
+# Short enough for a test, long enough for a fresh interpreter to start on a busy machine.
+ANSWER_TIMEOUT = 3.0
 
 
 def builtin(registry_url: str, gitlab: GitLabTokenEndpoint) -> functools.partial[BuiltinCrawler]:
@@ -277,3 +293,137 @@ def test_parent_killed_leaves_no_child(
         finally:
             parent.kill()
     until(lambda: not running(child), "the orphaned child ending by itself", timeout=10)
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with, as the kernel shows it to anyone who may read its /proc."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(entry.decode().partition("=")[::2] for entry in raw.split(b"\0") if entry)
+
+
+def test_child_environment_keeps_what_an_http_client_needs_and_nothing_else() -> None:
+    needed = {"PATH": "/usr/bin:/bin", "HOME": "/home/svc", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
+              "PYTHONPATH": "/src", "SSL_CERT_FILE": "/etc/ca.pem", "REQUESTS_CA_BUNDLE": "/etc/ca.pem",
+              "https_proxy": "http://proxy:3128", "NO_PROXY": "registry.local"}
+    others = {"GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY": "jwt-key",
+              "GITLAB_REGISTRY_USAGE_REST_LDAP_BIND_PASSWORD": "pw",
+              "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN": "glpat", "AWS_SECRET_ACCESS_KEY": "aws",
+              "DATABASE_URL": "postgres://u:p@db/x", "SHELL": "/bin/sh", "OLDPWD": "/root"}
+    assert child_environment({**needed, **others}) == needed
+
+
+@pytest.mark.slapd
+def test_crawler_child_of_the_service_starts_without_the_services_secrets(
+    tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, strict_slapd: Slapd,
+    pushed: PushedRegistry, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = service_config(tmp_path, registry, gitlab, strict_slapd, ldap__bind_dn=strict_slapd.reader.dn)
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.startswith(("secret_key", "access_token"))))
+    secrets = {
+        "GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY": JWT_SECRET,
+        "GITLAB_REGISTRY_USAGE_REST_LDAP_BIND_PASSWORD": strict_slapd.reader.password,
+        "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN": REGISTRY_TOKEN,
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UNRELATED_DEPLOY_TOKEN", "deploy-token-not-for-the-crawler")
+    with ServiceProcess(tmp_path, ["-c", str(config)]) as service:
+        alice = strict_slapd.users["alice"]
+        headers = service.login(alice.uid, alice.password)  # the parent has the JWT key and the bind password
+        service.wait_for_data(headers)  # and the child crawled, with the access token from its factory
+        started = until(lambda: re.search(r"crawler process (\d+) started", service.log()),
+                        "the crawler child's pid in the log", log=service.log)
+        child = int(started.group(1))
+        assert secrets.items() <= environment_of(service.pid).items()  # else this test would prove nothing
+        environment = environment_of(child)
+        raw = Path(f"/proc/{child}/environ").read_bytes()
+    assert [name for name in environment if name.startswith("GITLAB_REGISTRY_USAGE_REST_")] == []
+    for value in [*secrets.values(), "deploy-token-not-for-the-crawler"]:
+        assert value.encode() not in raw
+    assert environment == child_environment(environment_of(os.getpid()) | {"PYTHONUNBUFFERED": "1"})
+
+
+def test_child_that_stops_answering_is_killed_the_refresh_fails_and_the_next_has_a_new_child(
+    crawlers: Callable[..., ProcessCrawler], held: FaultyProxy, gitlab: GitLabTokenEndpoint,
+    pushed: PushedRegistry,
+) -> None:
+    crawler = crawlers(builtin(held.url, gitlab), answer_timeout=ANSWER_TIMEOUT)
+    state = RefreshState()
+    refresher = Refresher(crawler, SnapshotHolder(), state, interval=3600)
+    pool = ThreadPoolExecutor(1)
+    refreshing = pool.submit(refresher.run_once)
+    pool.shutdown(wait=False)
+    until(in_manifest_phase(held, pushed), "the crawl reaching the manifests")
+    pid = crawler.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # frozen for good: no heartbeat, no answer, no reaction to SIGTERM
+    stopped = time.monotonic()
+    assert refreshing.result(timeout=ANSWER_TIMEOUT + 10) is False
+    # The last heartbeat came at most a fifth of the answer timeout before the stop.
+    assert ANSWER_TIMEOUT * 0.8 - 0.1 < time.monotonic() - stopped < ANSWER_TIMEOUT + 3
+    assert state.current().error == (
+        f"CrawlerProcessError: crawler process did not answer within {ANSWER_TIMEOUT:g}s; ended")
+    assert not running(pid)
+    held.clear_rules()
+    assert refresher.run_once() is True
+    assert crawler.pid not in (None, pid)
+
+
+def test_child_stuck_in_c_code_holding_the_interpreter_lock_is_ended(
+    crawlers: Callable[..., ProcessCrawler],
+) -> None:
+    crawler = crawlers(InterpreterLockHog, answer_timeout=ANSWER_TIMEOUT)
+    crawling = crawl_in_background(crawler)
+    pid = until(lambda: crawler.pid, "the child started")
+    with pytest.raises(CrawlerProcessError,
+                       match=rf"^crawler process did not answer within {ANSWER_TIMEOUT:g}s; ended$"):
+        crawling.result(timeout=ANSWER_TIMEOUT + 10)
+    assert not running(pid)
+    assert crawler.pid is None
+
+
+def test_crawl_quiet_for_longer_than_the_answer_timeout_is_not_taken_for_a_hang(
+    crawlers: Callable[..., ProcessCrawler], registry: DistributionRegistry, gitlab: GitLabTokenEndpoint,
+    pushed: PushedRegistry,
+) -> None:
+    published: list[tuple[int, int | None, int]] = []
+    with FaultyProxy(registry.url) as slow:
+        # One slow manifest: the builtin crawler reports progress every 10 s or at the end, so until then
+        # only the child's heartbeats say that it is alive.
+        slow.add_rule(MANIFESTS, delay(ANSWER_TIMEOUT + 2), times=1)
+        crawler = crawlers(builtin(slow.url, gitlab), lambda *values: published.append(values),
+                           answer_timeout=ANSWER_TIMEOUT)
+        started = time.monotonic()
+        listing = crawler.crawl()
+    assert time.monotonic() - started > ANSWER_TIMEOUT + 2
+    assert [repo.name for repo in listing.repositories] == list(pushed.tags)
+    assert listing.errors == ()
+    assert len(published) == 1, "no progress report before the end: the heartbeats alone kept the child"
+
+
+def test_library_crawl_in_the_child_gives_up_on_a_silent_registry_after_its_request_timeout(
+    crawlers: Callable[..., ProcessCrawler], registry: DistributionRegistry, gitlab: GitLabTokenEndpoint,
+) -> None:
+    with FaultyProxy(registry.url) as silent:
+        silent.add_rule(EVERY_REQUEST, delay(HOLD))
+        crawler = crawlers(functools.partial(LibraryCrawler, gitlab.url, silent.url, REGISTRY_USER, REGISTRY_TOKEN,
+                                             timeout=1.0))
+        started = time.monotonic()
+        crawling = crawl_in_background(crawler)
+        with pytest.raises(CrawlerProcessError, match=r"^ReadTimeout: .*\(read timeout=1\.0\)"):
+            crawling.result(timeout=20)
+        # A fresh interpreter's start and one request timeout, not the registry's silence of a minute.
+        assert time.monotonic() - started < 6
+
+
+def test_library_crawler_timeout_leaves_requests_as_it_was(
+    registry: DistributionRegistry, gitlab: GitLabTokenEndpoint
+) -> None:
+    with FaultyProxy(registry.url) as silent:
+        silent.add_rule(EVERY_REQUEST, delay(HOLD))
+        started = time.monotonic()
+        with pytest.raises(requests.Timeout):
+            LibraryCrawler(gitlab.url, silent.url, REGISTRY_USER, REGISTRY_TOKEN, timeout=0.5).crawl()
+        assert time.monotonic() - started < 3
+    assert low_level_api.requests is requests, "the timeout is patched in for the crawl only"

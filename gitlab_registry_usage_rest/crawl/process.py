@@ -2,29 +2,58 @@
 
 A crawl is thousands of HTTP requests made with ``requests``: Python work that, run in the serving
 process, cut a cached endpoint from ~940 to ~115 requests/s during a refresh. Here the crawler lives in
-a child process started with ``spawn`` (never ``fork``: the parent is multi-threaded) on the first
+a child process, a fresh interpreter (never ``fork``: the parent is multi-threaded), started on the first
 crawl and kept between crawls, so its caches (manifest digests for ``If-None-Match``, tokens) survive.
 
-Only small messages cross the pipe: ``"crawl"`` one way; progress, request counts and at the end the
+Only small messages cross the pipe: ``"crawl"`` one way; progress, request counts, heartbeats and at the end the
 ``Listing`` or the failure's ``"TypeName: message"`` the other way. The snapshot is still built in
 the parent (``Refresher``): that is fast, and the child stays a plain crawler.
 
 The child ends itself when the pipe reports end-of-file, which is what the parent's death looks like
 from the child, even after SIGKILL or ``os._exit``: no child outlives the service.
+
+**Its environment is an allow-list.** The child parses manifests that any GitLab user can push, so it is the
+part of the service most exposed to hostile input; it must not hold the JWT signing key, the LDAP bind
+password or anything else the service was given in its environment. ``multiprocessing``'s ``spawn`` cannot
+help here: it execs the child with the parent's whole ``environ``, and ``/proc/<pid>/environ`` shows a
+process's initial environment whatever it later does to ``os.environ``. Reducing ``os.environ`` around the
+start is no way out either: request and log threads run meanwhile, and C ``setenv``/``getenv`` race (a
+crash, not just a wrong value); and overriding ``spawn``'s private launch code would break with the next
+Python. So the child is started with ``subprocess.Popen(env=...)``, the public interface that sets a new
+process's environment exactly, with a few lines of bootstrap that replace what ``spawn`` did: it takes the
+parent's ``sys.path`` and then the pickled factory, log settings and heartbeat interval from the pipe
+(passed as an inherited descriptor, ``pass_fds``). ``child_environment`` keeps only what a Python HTTP
+client needs (``PATH``, ``HOME``, locale, ``TZ``, ``TMPDIR``, ``LD_LIBRARY_PATH``, ``PYTHON*``, the CA
+bundle variables and the proxy variables for reaching the registry) and never a
+``GITLAB_REGISTRY_USAGE_REST_*`` variable. The registry access token, which the child does need, comes in
+the pickled factory's arguments.
+
+**A child that does not answer is ended.** While a crawl runs, the child's worker sends a heartbeat every
+few seconds from a thread of its own, besides the crawler's progress and request counts. If nothing at all
+arrives within ``answer_timeout`` (a few times the request timeout), the child is stopped, frozen, or stuck
+in C code that holds the interpreter lock (a regular expression or a decoder on hostile input): it is
+killed, the crawl fails with ``CrawlerProcessError("crawler process did not answer within Ns; ended")`` and
+the next crawl starts a new child. A crawler thread merely waiting on the network does not trip this (the
+heartbeat goes on): that wait is bounded by the request timeouts, which both crawlers set on every request;
+a healthy crawl may go minutes without a progress report (a long catalog, retries honouring
+``Retry-After``), so silence from the crawler itself proves nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import queue
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection
 from typing import Any, Protocol, runtime_checkable
 
 from .. import logs
@@ -33,7 +62,38 @@ from .base import Crawler, CrawlError, ProgressCallback
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_INTERVAL = 5.0  # seconds between the child's heartbeats during a crawl, at most
+
 RequestCounts = dict[str, int]
+
+# What the child's environment may carry over from the parent's: what the interpreter, the locale, the clock,
+# TLS and the way to the registry need; secrets never (the service's own variables do not match).
+_INHERITED = frozenset({
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+})
+_INHERITED_PREFIXES = ("LC_", "PYTHON")
+_OWN_PREFIX = "GITLAB_REGISTRY_USAGE_REST_"
+
+# The child's first lines, stdlib only: the parent's import path first, so that the factory unpickles there
+# as it would have here (the package itself may be importable only through it), then the child proper.
+_BOOTSTRAP = """\
+import sys
+from multiprocessing.connection import Connection
+conn = Connection(int(sys.argv[1]))
+sys.path[:] = conn.recv()
+from gitlab_registry_usage_rest.crawl.process import _child_main
+_child_main(conn, *conn.recv())
+"""
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` the crawler child is started with: an allow-list, never the service's own keys."""
+    return {
+        name: value for name, value in environ.items()
+        if (name in _INHERITED or name.startswith(_INHERITED_PREFIXES)) and not name.startswith(_OWN_PREFIX)
+    }
 
 
 class CrawlerFactory(Protocol):
@@ -55,13 +115,16 @@ class CrawlerProcessError(CrawlError):
 
 @dataclass(slots=True)
 class _Child:
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
     conn: Connection
     counts: RequestCounts = field(default_factory=dict)  # the latest the child sent
 
 
 class ProcessCrawler:
-    """A ``Crawler`` whose crawls run in a child process built by ``factory``; progress is passed on."""
+    """A ``Crawler`` whose crawls run in a child process built by ``factory``; progress is passed on.
+
+    A child that sends nothing, not even a heartbeat, for ``answer_timeout`` seconds during a crawl is killed.
+    """
 
     def __init__(
         self,
@@ -71,11 +134,17 @@ class ProcessCrawler:
         log_level: str = "INFO",
         log_format: str = "text",
         stop_timeout: float = 1.0,
+        answer_timeout: float = 120.0,
     ) -> None:
+        if answer_timeout <= 0:
+            raise ValueError(f"answer_timeout must be positive, not {answer_timeout!r}")
         self._factory = factory
         self._progress = progress
         self._logging = (log_level, log_format)
         self._stop_timeout = stop_timeout
+        self._answer_timeout = answer_timeout
+        # Several heartbeats per answer_timeout, so that one late beat is never taken for a hang.
+        self._heartbeat = min(HEARTBEAT_INTERVAL, answer_timeout / 5)
         self._crawling = threading.Lock()  # one crawl at a time; held while waiting for the child
         self._lock = threading.Lock()  # guards the fields below, only to read or swap them
         self._child: _Child | None = None
@@ -130,9 +199,9 @@ class ProcessCrawler:
             ended, child = self._ended, self._child
         if ended is not None:
             raise CrawlError(ended)
-        if child is not None and not child.process.is_alive():
+        if child is not None and child.process.poll() is not None:
             log.warning("crawler process %s exited with code %s between crawls; starting a new one",
-                        child.process.pid, child.process.exitcode)
+                        child.process.pid, child.process.returncode)
             self._retire(child)
             child = None
         if child is not None:
@@ -149,32 +218,39 @@ class ProcessCrawler:
         raise CrawlError(ended)
 
     def _spawn(self) -> _Child:
-        context = multiprocessing.get_context("spawn")
-        conn, child_conn = context.Pipe()
-        process = context.Process(
-            target=_child_main, args=(child_conn, self._factory, *self._logging), name="registry-crawler", daemon=True
-        )
+        conn, child_conn = multiprocessing.Pipe()
         try:
-            process.start()
+            process = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, str(child_conn.fileno())],
+                stdin=subprocess.DEVNULL, env=child_environment(os.environ), pass_fds=(child_conn.fileno(),),
+            )
         except BaseException:
             conn.close()
             raise
         finally:
             # Only the child may hold its end: the parent sees the child's death as end-of-file on ``conn``.
             child_conn.close()
+        child = _Child(process, conn)
+        try:
+            conn.send(sys.path)
+            conn.send((self._factory, *self._logging, self._heartbeat))
+        except BaseException:
+            # An unpicklable factory, or a child that died at once: nothing half-started is kept.
+            _stop(process, self._stop_timeout)
+            conn.close()
+            raise
         log.info("crawler process %s started", process.pid)
-        return _Child(process, conn)
+        return child
 
     def _result(self, child: _Child) -> Listing:
-        """Pass progress on until the child answers; raises if it fails or exits."""
+        """Pass progress on until the child answers; raises if it fails, exits or stays silent too long."""
         while True:
-            ready = wait([child.conn, child.process.sentinel])
-            if child.conn not in ready:
-                break  # exited; whatever it had sent was read before
+            if not child.conn.poll(self._answer_timeout):
+                self._end_silent(child)
             try:
                 message = child.conn.recv()
             except (EOFError, OSError):
-                break
+                break  # exited; whatever it had sent was read before
             kind = message[0]
             if kind == "progress":
                 if self._progress is not None:
@@ -187,13 +263,30 @@ class ProcessCrawler:
                 return listing
             elif kind == "failed":
                 raise CrawlerProcessError(message[1])
-        child.process.join(self._stop_timeout)
+            # "alive": a heartbeat, which has done its work by arriving
+        _join(child.process, self._stop_timeout)
         self._retire(child)
+        self._raise_if_ended()
+        raise CrawlerProcessError(f"crawler process exited with code {child.process.returncode}")
+
+    def _end_silent(self, child: _Child) -> None:
+        """Kill a child that has sent nothing, not even a heartbeat, for ``answer_timeout``; always raises."""
+        self._raise_if_ended()  # cancelled or closed meanwhile: the child is being stopped already
+        log.error("crawler process %s did not answer within %gs; killing it", child.process.pid,
+                  self._answer_timeout)
+        # SIGKILL at once: a stopped process would keep a SIGTERM pending, a stuck one might ignore it.
+        with contextlib.suppress(ProcessLookupError):
+            child.process.kill()
+        _join(child.process, self._stop_timeout)
+        self._retire(child)
+        self._raise_if_ended()
+        raise CrawlerProcessError(f"crawler process did not answer within {self._answer_timeout:g}s; ended")
+
+    def _raise_if_ended(self) -> None:
         with self._lock:
             ended = self._ended
         if ended is not None:
             raise CrawlError(ended)
-        raise CrawlerProcessError(f"crawler process exited with code {child.process.exitcode}")
 
     def _retire(self, child: _Child) -> None:
         """Forget an exited child, keeping its request counts so the metric's counters never go back."""
@@ -205,24 +298,35 @@ class ProcessCrawler:
         child.conn.close()
 
 
-def _stop(process: BaseProcess, timeout: float) -> None:
+def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM, then SIGKILL if the process has not exited within ``timeout``."""
-    if process.exitcode is not None:
+    if process.poll() is not None:
         return
-    process.terminate()
-    process.join(timeout)
-    if process.exitcode is None:
-        process.kill()
-        process.join(timeout)
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    if not _join(process, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        _join(process, timeout)
 
 
-def _child_main(conn: Connection, factory: CrawlerFactory, log_level: str, log_format: str) -> None:
+def _join(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for the process to exit (reaping it); whether it has."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _child_main(conn: Connection, factory: CrawlerFactory, log_level: str, log_format: str,
+                heartbeat: float) -> None:
     """The child: reads commands until end-of-file, which means the parent is gone or closed the pipe."""
     # Ctrl-C and SIGHUP reach the whole process group; the parent decides when the child ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logs.configure(log_level, log_format)
-    worker = _Worker(_Channel(conn), factory)
+    worker = _Worker(_Channel(conn), factory, heartbeat)
     while True:
         try:
             command = conn.recv()
@@ -253,9 +357,10 @@ class _Channel:
 class _Worker:
     """Crawls in a thread of its own, so the main thread keeps watching the pipe for the parent's end."""
 
-    def __init__(self, channel: _Channel, factory: CrawlerFactory) -> None:
+    def __init__(self, channel: _Channel, factory: CrawlerFactory, heartbeat: float) -> None:
         self._channel = channel
         self._factory = factory
+        self._heartbeat = heartbeat
         self._crawler: Crawler | None = None  # kept between crawls, with its caches
         # A queue, not a thread per crawl: the parent may ask again before the last crawl's thread has ended.
         self._requests: queue.SimpleQueue[None] = queue.SimpleQueue()
@@ -267,21 +372,40 @@ class _Worker:
     def _run(self) -> None:
         while True:
             self._requests.get()
-            self._crawl()
+            with self._beating():
+                outcome = self._crawl()
+            # After the last heartbeat: nothing of this crawl is left in the pipe behind its answer.
+            self._send_counts()
+            self._channel.send(*outcome)
 
-    def _crawl(self) -> None:
+    def _crawl(self) -> tuple[str, Any]:
         try:
             if self._crawler is None:
                 self._crawler = self._factory(progress=self._report)
             listing = self._crawler.crawl()
             logs.flush()  # the crawl's lines before the parent's "refresh done"
-            self._send_counts()
-            self._channel.send("listing", listing)
+            return ("listing", listing)
         except Exception as error:  # every failure goes to the parent, which keeps the last data
             log.debug("crawl failure details", exc_info=True)
             logs.flush()
-            self._send_counts()
-            self._channel.send("failed", f"{type(error).__name__}: {error}")
+            return ("failed", f"{type(error).__name__}: {error}")
+
+    @contextlib.contextmanager
+    def _beating(self) -> Iterator[None]:
+        """Heartbeats while the crawl runs, from a thread of its own: they stop only if the whole process does."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self._heartbeat):
+                self._channel.send("alive")
+
+        thread = threading.Thread(target=beat, name="crawl-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _report(self, done: int, total: int | None, requests: int) -> None:
         self._channel.send("progress", done, total, requests)
