@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -195,6 +196,27 @@ def _metrics_token(text: str) -> str | None:
     return text
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _proxies(text: str) -> tuple[Network, ...]:
+    """Proxy addresses and networks; ``0``, the earlier default (no proxy), still means none."""
+    items = _split_list(text)
+    if items == ["0"]:
+        return ()
+    if any(item.isdigit() for item in items):
+        raise ValueError("a number of proxies is no longer accepted: list the proxies' addresses or networks "
+                         "instead, e.g. trusted_proxies = 127.0.0.1 10.0.0.0/8 (empty: no proxy)")
+    networks: list[Network] = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8, "
+                             "fd00::/8)") from None
+    return tuple(networks)
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(_split_list(text)) or ("*",)
 
@@ -248,8 +270,9 @@ KEYS: tuple[Key, ...] = (
         "largest request header block accepted, in bytes"),
     Key("general", "threads", "4", _int_between(1, 1000),
         "HTTP request threads; logins waiting on LDAP may hold half of them, more wait for the GIL in vain"),
-    Key("general", "trusted_proxies", "0", _int_between(0, 10),
-        "reverse proxies in front that set X-Forwarded-For (client addresses for the login limit)"),
+    Key("general", "trusted_proxies", "", _proxies,
+        "addresses or networks of the reverse proxies in front, e.g. 127.0.0.1 10.0.0.0/8: X-Forwarded-For is "
+        "believed only on their connections (client addresses for the login limit); empty: none"),
     Key("ldap", "host", "myldap.com", _ldap_host,
         "ldaps://host[:port], or ldap://host[:port] for StartTLS; a bare host means ldaps://"),
     Key("ldap", "base_dn", "dc=example,dc=com", str, "subtree searched for the user"),
@@ -319,7 +342,8 @@ class GeneralConfig:
     login_max_failures: int = _default("general", "login_max_failures")
     login_failure_window: datetime.timedelta = _default("general", "login_failure_window")
     max_request_header_size: int = _default("general", "max_request_header_size")
-    trusted_proxies: int = _default("general", "trusted_proxies")
+    # Empty: X-Forwarded-For is never believed.
+    trusted_proxies: tuple[Network, ...] = _default("general", "trusted_proxies")
     threads: int = _default("general", "threads")
 
     @property

@@ -49,9 +49,11 @@ class _Unreachable(Exception):
 
 @dataclass(frozen=True)
 class _User:
-    """The entry the search found: its DN and, for memberUid groups, its uid values."""
+    """The entry the search found: its DN, its name as the directory spells it and, for memberUid groups, its
+    uid values."""
 
     dn: str
+    name: str
     uids: tuple[str, ...]
 
 
@@ -104,10 +106,18 @@ class LdapAuthenticator:
         Raises ``LdapUnavailable`` when no server can be reached or trusted, or when the directory refuses
         what only a setup error explains (service account bind, user search, group lookup).
         """
+        return self.login(username, password) is not None
+
+    def login(self, username: str, password: str) -> str | None:
+        """Like ``authenticate``, but answers who logged in: the entry's own ``username_attribute`` value.
+
+        The directory compares names without case and outer spaces (``Alice`` and `` alice`` find ``alice``):
+        the token and the logs must name one user one way, as the directory does.
+        """
         refusal = _refusal(username, password)
         if refusal is not None:
             log.info("LDAP login of %r refused without asking the server: %s", username, refusal)
-            return False
+            return None
         failures: list[str] = []
         try:
             # Fail-over by hand rather than with ldap3's ServerPool: in 2.9.1 a pool probes servers with a bare
@@ -125,29 +135,30 @@ class LdapAuthenticator:
             log.warning("LDAP login of %r failed: %s", username, error)
             raise
 
-    def _login(self, url: str, username: str, password: str) -> bool:
-        """The whole login on one server: search, group check, then the user's own bind."""
+    def _login(self, url: str, username: str, password: str) -> str | None:
+        """The whole login on one server: search, group check, then the user's own bind; the user's name."""
         with self._search_connection(url) as connection:
             user = self._find_user(connection, url, username)
             if user is None or not self._in_group(connection, url, username, user):
-                return False
-        return self._bind(url, username, user.dn, password)
+                return None
+        return user.name if self._bind(url, username, user.dn, password) else None
 
     def _find_user(self, connection: Connection, url: str, username: str) -> _User | None:
         """The only entry the search finds for this username, or None if there are none or several."""
         search_filter = self._filter(username)
         wants_uid = self._group_check() == "memberUid"
+        name_attribute = self._config.username_attribute
+        attributes = list(dict.fromkeys([name_attribute, _POSIX_UID] if wants_uid else [name_attribute]))
         # Two entries are enough to tell "exactly one" from "several".
         connection.search(
-            self._config.base_dn, search_filter, search_scope=SUBTREE,
-            attributes=[_POSIX_UID] if wants_uid else NO_ATTRIBUTES, size_limit=2,
+            self._config.base_dn, search_filter, search_scope=SUBTREE, attributes=attributes, size_limit=2,
         )
         entries = [entry for entry in connection.response if entry["type"] == "searchResEntry"]
         outcome = connection.result["description"]
         if len(entries) == 1:
-            uids = entries[0]["attributes"].get(_POSIX_UID, []) if wants_uid else []
-            # Without the schema (get_info=NONE) ldap3 returns every attribute as a list; a str is one value.
-            return _User(entries[0]["dn"], (uids,) if isinstance(uids, str) else tuple(uids))
+            found = entries[0]["attributes"]
+            uids = _values(found.get(_POSIX_UID)) if wants_uid else ()
+            return _User(entries[0]["dn"], _own_name(username, _values(found.get(name_attribute))), uids)
         if entries:
             log.warning("LDAP login of %r refused: several entries match %s, e.g. %s", username, search_filter,
                         " and ".join(entry["dn"] for entry in entries))
@@ -255,6 +266,26 @@ class LdapAuthenticator:
         if self._group_check() == "memberOf":
             conditions.append(f"(memberOf={escape_filter_chars(self._config.group_dn)})")
         return conditions[0] if len(conditions) == 1 else f"(&{''.join(conditions)})"
+
+
+def _values(found: object) -> tuple[str, ...]:
+    """An attribute's values: without the schema (get_info=NONE) ldap3 returns a list, or a str for one value."""
+    if found is None:
+        return ()
+    if isinstance(found, str | bytes):
+        found = [found]
+    assert isinstance(found, list | tuple)
+    return tuple(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) for value in found)
+
+
+def _own_name(typed: str, values: tuple[str, ...]) -> str:
+    """The entry's value of username_attribute that the typed name matched (the first if the match is not
+    plain case and space folding); the name as typed only if the directory does not let us read any."""
+    folded = " ".join(typed.casefold().split())
+    for value in values:
+        if " ".join(value.casefold().split()) == folded:
+            return value
+    return values[0] if values else typed
 
 
 def _any_of(attribute: str, values: tuple[str, ...]) -> str:

@@ -99,6 +99,39 @@ def test_login_is_refused(authenticator: LdapAuthenticator, username: str, passw
     assert authenticator.authenticate(username, password) is False
 
 
+@pytest.mark.parametrize(
+    ("typed", "uid", "membership"),
+    [
+        *(pytest.param(typed, "alice", membership, id=f"{label}-{membership or 'no-group'}")
+          for typed, label in (("alice", "as-stored"), ("Alice", "capitalised"), (" ALICE ", "upper-with-spaces"),
+                               ("alice  ", "trailing-spaces"))
+          for membership in (None, "memberUid", "memberOf")),
+        # émile is in no posixGroup: memberUid is IA5, it cannot name him.
+        pytest.param("ÉMILE", "émile", "memberOf", id="unicode-upper-case"),
+    ],
+)
+def test_login_answers_the_name_the_directory_holds_however_it_was_typed(
+    slapd: Slapd, config: LdapConfig, typed: str, uid: str, membership: str | None
+) -> None:
+    if membership is not None:
+        config = dataclasses.replace(config, group_dn=slapd.group_dns[membership], group_membership=membership)
+    authenticator = LdapAuthenticator(config)
+
+    assert authenticator.login(typed, slapd.users[uid].password) == uid
+    assert authenticator.authenticate(typed, slapd.users[uid].password) is True
+
+
+def test_login_answers_the_value_of_the_configured_username_attribute(slapd: Slapd, config: LdapConfig) -> None:
+    authenticator = LdapAuthenticator(dataclasses.replace(config, username_attribute="cn"))
+
+    assert authenticator.login("PAREN(X)", slapd.users["paren(x)"].password) == "paren(x)"
+
+
+def test_a_refused_login_answers_no_name(authenticator: LdapAuthenticator) -> None:
+    assert authenticator.login("Alice", "wrong-password") is None
+    assert authenticator.login("", ALICE_PASSWORD) is None
+
+
 def test_empty_gid_attribute_disables_group_check(config: LdapConfig) -> None:
     authenticator = LdapAuthenticator(dataclasses.replace(config, gid_attribute=""))
 

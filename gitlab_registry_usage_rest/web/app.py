@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
@@ -15,11 +15,11 @@ from flask_httpauth import HTTPBasicAuth
 from flask_jwt_extended import JWTManager, get_jwt, get_jwt_identity, verify_jwt_in_request
 from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Config
 from ..state import RefreshState, SnapshotHolder
 from . import hal
+from .client_address import ClientAddress
 from .health import health
 from .metrics import Metrics
 from .replay import ResponseReplay
@@ -39,6 +39,15 @@ class Authenticator(Protocol):
     """Checks a username and password; raises one of ``create_app``'s ``unavailable`` errors when it cannot ask."""
 
     def authenticate(self, username: str, password: str) -> bool: ...
+
+
+@runtime_checkable
+class NamingAuthenticator(Authenticator, Protocol):
+    """An authenticator that also says who logged in: the directory's own spelling of the name."""
+
+    def login(self, username: str, password: str) -> str | None:
+        """The user's name as the directory holds it if the password is right, else None."""
+        ...
 
 
 class AuthenticationUnavailable(Exception):
@@ -114,9 +123,9 @@ def create_app(
     _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
     app.wsgi_app = ResponseReplay(app.wsgi_app, snapshots.current, tokens, observe)  # type: ignore[method-assign]
     if general.trusted_proxies:
-        # Behind GitLab's nginx every client would share the proxy's address (and its login limit).
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=general.trusted_proxies, x_proto=general.trusted_proxies)
+        # Behind GitLab's nginx every client would share the proxy's address (and its login limit); the header
+        # is believed only on the proxies' own connections, or a direct client could choose its address.
+        app.wsgi_app = ClientAddress(app.wsgi_app, general.trusted_proxies)  # type: ignore[method-assign]
     return app
 
 
@@ -234,35 +243,48 @@ def _read(path: str | None) -> str:
 def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...],
                      throttle: LoginThrottle, logins: threading.BoundedSemaphore) -> HTTPBasicAuth:
     basic_auth = HTTPBasicAuth()
+    if isinstance(authenticator, NamingAuthenticator):
+        login = authenticator.login
+    else:
+        def login(username: str, password: str) -> str | None:
+            return username if authenticator.authenticate(username, password) else None
 
     @basic_auth.verify_password  # type: ignore[untyped-decorator]
     def _verify(username: str, password: str) -> str | None:
+        """The directory's name for the user (the token's subject), or None."""
         if not username and not password:
             return None  # no credentials yet (a browser asks for them after this 401): not a failure
         client = request.remote_addr or "unknown"
         wait = throttle.retry_after(client, username)
         if wait is not None:
-            log.warning("login of %r from %s refused: too many failed logins, retry in %ds", username, client, wait)
+            log.warning("login of %r from %s refused: too many failed logins, retry in %ds", _shown(username),
+                        client, wait)
             raise TooManyLogins(wait)
         if not logins.acquire(blocking=False):
-            log.warning("login of %r from %s refused: every login thread waits on the directory", username, client)
+            log.warning("login of %r from %s refused: every login thread waits on the directory", _shown(username),
+                        client)
             raise LoginsBusy()
         try:
-            accepted = authenticator.authenticate(username, password)
+            name = login(username, password)
         except unavailable as error:
             raise AuthenticationUnavailable(str(error)) from error
         finally:
             logins.release()
-        if not accepted:
+        if name is None:
             throttle.failed(client, username)
-            log.info("login of %r from %s refused", username, client)
-        return username if accepted else None
+            log.info("login of %r from %s refused", _shown(username), client)
+        return name
 
     @basic_auth.error_handler  # type: ignore[untyped-decorator]
     def _refused(status: int) -> Response:
         return json_error(status, "Invalid credentials" if status == 401 else "Access denied")
 
     return basic_auth
+
+
+def _shown(username: str, limit: int = 64) -> str:
+    """A name as typed, cut for the log: a header of guesses must not become kilobytes of log per request."""
+    return username if len(username) <= limit else f"{username[:limit]}... ({len(username)} characters)"
 
 
 def _init_error_handlers(app: Flask) -> None:
