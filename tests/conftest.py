@@ -11,7 +11,8 @@ from tests.support.gitlab_stand_in import GitLabTokenEndpoint, TokenSigner
 from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
 from tests.support.pusher import PushedImage, Pusher
 
-pytest_plugins = ["tests.support.ldap_fixtures"]  # the session-scoped slapd fixture
+# Session fixtures: slapd (ldap_fixtures) and chromium (browser).
+pytest_plugins = ["tests.support.ldap_fixtures", "tests.support.browser"]
 
 
 

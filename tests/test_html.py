@@ -152,7 +152,8 @@ def test_html_limit_is_capped_at_one_page(big: tuple[FlaskClient, dict[str, str]
 
 def test_html_embedded_collections_are_paged_too(big: tuple[FlaskClient, dict[str, str]]) -> None:
     client, auth = big
-    text = page(client, auth, "/repositories/big%2Frepo?embed=2")
+    # The API view of a repository (its page for people is tests/test_pages.py's).
+    text = page(client, auth, "/repositories/big%2Frepo?embed=2&view=api")
     tags = Counter(href for href, _ in anchors(text) if href.startswith("/repositories/big%2Frepo/tags/"))
     # Each shown tag: an ``items`` link and its embedded ``self``.
     assert tags == {f"/repositories/big%2Frepo/tags/t{n:03d}": 2 for n in range(PAGE_SIZE)}
@@ -175,9 +176,9 @@ def test_json_collections_are_not_paged(big: tuple[FlaskClient, dict[str, str]])
 @pytest.mark.parametrize("url", [
     "/repositories?embed=true",
     "/repositories?embed=2&sort=-name&limit=3&offset=1",
-    f"/repositories/{hal.quote_name(HOSTILE[0])}?embed=true",
+    f"/repositories/{hal.quote_name(HOSTILE[0])}?embed=true&view=api",
     f"/repositories/{hal.quote_name(HOSTILE[1])}/tags",
-    f"/repositories/{hal.quote_name(HOSTILE[2])}/tags/{hal.quote_name(HOSTILE[0])}",
+    f"/repositories/{hal.quote_name(HOSTILE[2])}/tags/{hal.quote_name(HOSTILE[0])}?view=api",
 ], ids=["everything", "window", "repository", "tags", "tag"])
 def test_every_href_is_an_anchor_exactly_once_and_escaped(url: str) -> None:
     listing = Listing(

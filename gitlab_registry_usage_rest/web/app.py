@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from flask_cors import CORS
@@ -19,8 +19,16 @@ from werkzeug.exceptions import HTTPException
 from ..config import Config
 from ..state import RefreshState, SnapshotHolder
 from . import hal
+from .browser import init_browser
 from .client_address import ClientAddress
 from .health import health
+from .logins import (
+    AuthenticationUnavailable,
+    Authenticator,
+    LoginCheck,
+    LoginsBusy,
+    TooManyLogins,
+)
 from .metrics import Metrics
 from .replay import ResponseReplay
 from .resources import AuthToken, Repositories, RepositoryPath
@@ -33,37 +41,6 @@ access_log = logging.getLogger("gitlab_registry_usage_rest.access")
 
 # The API takes no request bodies; anything larger than this is refused before it is read.
 MAX_BODY = 64 * 1024
-
-
-class Authenticator(Protocol):
-    """Checks a username and password; raises one of ``create_app``'s ``unavailable`` errors when it cannot ask."""
-
-    def authenticate(self, username: str, password: str) -> bool: ...
-
-
-@runtime_checkable
-class NamingAuthenticator(Authenticator, Protocol):
-    """An authenticator that also says who logged in: the directory's own spelling of the name."""
-
-    def login(self, username: str, password: str) -> str | None:
-        """The user's name as the directory holds it if the password is right, else None."""
-        ...
-
-
-class AuthenticationUnavailable(Exception):
-    """The directory could not be asked; answered with 503."""
-
-
-class LoginsBusy(Exception):
-    """Half the request threads already wait on the directory; answered at once with 429, as a limit it is."""
-
-
-class TooManyLogins(Exception):
-    """Too many failed logins from this client (or for this name from this client); answered with 429."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
 
 
 def create_app(
@@ -108,7 +85,8 @@ def create_app(
     # A directory that accepts connections and never answers holds a thread per login until the LDAP
     # timeout; logins may hold at most half the threads, so data requests always have some.
     logins = threading.BoundedSemaphore(max(1, general.threads // 2))
-    basic_auth = _init_basic_auth(authenticator, unavailable, throttle, logins)
+    check = LoginCheck(authenticator, unavailable, throttle, logins)
+    basic_auth = _init_basic_auth(check)
     _init_error_handlers(app)
 
     api = Api(app)
@@ -121,6 +99,7 @@ def create_app(
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
     observe = _request_observer(metrics)
     _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
+    init_browser(app, snapshots, refresh, check, clock)
     app.wsgi_app = ResponseReplay(app.wsgi_app, snapshots.current, tokens, observe)  # type: ignore[method-assign]
     if general.trusted_proxies:
         # Behind GitLab's nginx every client would share the proxy's address (and its login limit); the header
@@ -202,7 +181,9 @@ def _init_operations(app: Flask, config: Config, snapshots: SnapshotHolder, refr
     def _security_headers(response: Response) -> Response:
         headers = response.headers
         headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
+        # Pages with forms say "same-origin" instead: with "no-referrer" a browser's form POST carries
+        # "Origin: null", and the login's CSRF check could not tell our own form from another site's.
+        headers.setdefault("Referrer-Policy", "no-referrer")
         headers["X-Frame-Options"] = "DENY"
         if request.is_secure:
             headers["Strict-Transport-Security"] = "max-age=31536000"
@@ -240,51 +221,21 @@ def _read(path: str | None) -> str:
         return file.read()
 
 
-def _init_basic_auth(authenticator: Authenticator, unavailable: tuple[type[Exception], ...],
-                     throttle: LoginThrottle, logins: threading.BoundedSemaphore) -> HTTPBasicAuth:
+def _init_basic_auth(check: LoginCheck) -> HTTPBasicAuth:
     basic_auth = HTTPBasicAuth()
-    if isinstance(authenticator, NamingAuthenticator):
-        login = authenticator.login
-    else:
-        def login(username: str, password: str) -> str | None:
-            return username if authenticator.authenticate(username, password) else None
 
     @basic_auth.verify_password  # type: ignore[untyped-decorator]
     def _verify(username: str, password: str) -> str | None:
         """The directory's name for the user (the token's subject), or None."""
         if not username and not password:
             return None  # no credentials yet (a browser asks for them after this 401): not a failure
-        client = request.remote_addr or "unknown"
-        wait = throttle.retry_after(client, username)
-        if wait is not None:
-            log.warning("login of %r from %s refused: too many failed logins, retry in %ds", _shown(username),
-                        client, wait)
-            raise TooManyLogins(wait)
-        if not logins.acquire(blocking=False):
-            log.warning("login of %r from %s refused: every login thread waits on the directory", _shown(username),
-                        client)
-            raise LoginsBusy()
-        try:
-            name = login(username, password)
-        except unavailable as error:
-            raise AuthenticationUnavailable(str(error)) from error
-        finally:
-            logins.release()
-        if name is None:
-            throttle.failed(client, username)
-            log.info("login of %r from %s refused", _shown(username), client)
-        return name
+        return check(username, password)
 
     @basic_auth.error_handler  # type: ignore[untyped-decorator]
     def _refused(status: int) -> Response:
         return json_error(status, "Invalid credentials" if status == 401 else "Access denied")
 
     return basic_auth
-
-
-def _shown(username: str, limit: int = 64) -> str:
-    """A name as typed, cut for the log: a header of guesses must not become kilobytes of log per request."""
-    return username if len(username) <= limit else f"{username[:limit]}... ({len(username)} characters)"
 
 
 def _init_error_handlers(app: Flask) -> None:

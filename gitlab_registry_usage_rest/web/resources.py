@@ -18,8 +18,10 @@ from flask_httpauth import HTTPBasicAuth
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
 from flask_restful import Resource
 
+from ..model import RepositoryUsage, TagUsage
 from ..state import SnapshotHolder
-from . import hal
+from . import hal, pages
+from .browser import cookie_user, html_response, login_page_response, set_token_cookie
 from .html import CONTENT_SECURITY_POLICY, PAGE_SIZE, render_page
 from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
 from .tokens import VerifiedTokens
@@ -38,9 +40,16 @@ def _token_required(method: F) -> F:
         token = header[7:] if header.startswith("Bearer ") else None
         subject = self.tokens.subject(token) if token else None
         if subject is None:
-            use_cookie = not header and wants_html()
-            verify_jwt_in_request(locations=["cookies"] if use_cookie else ["headers"])
-            subject = get_jwt_identity()
+            # A browser that answered /auth_token's prompt sends its Basic header with every later request
+            # unasked: on HTML requests only a bearer header takes the cookie's place.
+            use_cookie = wants_html() and not header.startswith("Bearer ")
+            if use_cookie:
+                subject = cookie_user()
+                if subject is None:
+                    return login_page_response(401, "Log in to see this page.")
+            else:
+                verify_jwt_in_request(locations=["headers"])
+                subject = get_jwt_identity()
             if token:
                 self.tokens.add(token, subject, get_jwt()["exp"])
         g.user = subject
@@ -77,19 +86,12 @@ class AuthToken(Resource):  # type: ignore[misc]
         # A browser cannot send a bearer header when following links: give it the token as a cookie.
         response = Response(
             render_page({"auth_token": "(set as a cookie for this browser)", "_links": {
+                "dashboard": {"href": pages.dashboard_path(request.script_root)},
                 "repositories": {"href": hal.repositories_path(request.script_root)}}}, "Logged in"),
             mimetype="text/html",
         )
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.set_cookie(
-            self._app.config["JWT_ACCESS_COOKIE_NAME"],
-            token,
-            max_age=int(self._app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
-            path=(request.script_root or "") + "/",
-            secure=request.is_secure,
-            httponly=True,
-            samesite="Strict",
-        )
+        set_token_cookie(response, token)
         return response
 
 
@@ -130,9 +132,24 @@ class RepositoryPath(_DataResource):
         if found is None:
             shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
             return json_error(404, f'The resource "{shown}" does not exist')
+        if wants_html() and request.args.get("view") != "api" and not found[0].collection:
+            return _page_for(found)
         target, options = found[0], _options()
         title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
         return respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
+
+
+def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None]) -> Response:
+    """The page people read for a repository or a tag (``?view=api`` keeps the API's own view)."""
+    _, repository, tag = found
+    base, user = request.script_root, g.get("user")
+    if tag is not None:
+        return html_response(pages.tag_page(repository, tag, base, user))
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        page = 1
+    return html_response(pages.repository_page(repository, base, user, page))
 
 
 def _raw_subpath(path: str) -> str:

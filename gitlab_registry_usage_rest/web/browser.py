@@ -1,0 +1,150 @@
+"""What a person's browser talks to: ``/`` (the login form or the dashboard), ``POST /login``, ``POST /logout``.
+
+A browser cannot send a bearer header while following links, so after a login it holds the token in
+an HttpOnly, SameSite=Strict cookie (Secure over HTTPS), which only HTML requests accept. The login
+form goes through the same check as ``/auth_token`` (directory, failed-login limits, audit log).
+Login CSRF: a POST is refused unless its ``Origin`` (or, without one, its ``Referer``) is this
+service's own origin, so another site cannot log a visitor in under its own account.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_jwt_extended import create_access_token, get_jwt_identity, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt.exceptions import PyJWTError
+
+from ..state import RefreshState, SnapshotHolder
+from . import hal, pages
+from .logins import AuthenticationUnavailable, LoginCheck, LoginsBusy, TooManyLogins
+from .responses import RETRY_AFTER_SECONDS, wants_html
+
+log = logging.getLogger(__name__)
+
+
+def html_response(body: str, status: int = 200) -> Response:
+    """A page for people: its own CSP (forms post to this origin only), never stored by caches."""
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "private, no-store"
+    # The login and logout forms need the browser's Origin on their POST (sent to this origin only).
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _cookie_path() -> str:
+    return (request.script_root or "") + "/"
+
+
+def _see_home() -> Response:
+    """303: after a form's POST, the browser GETs the dashboard."""
+    return Response(status=303, headers={"Location": _cookie_path(), "Cache-Control": "no-store"})
+
+
+def set_token_cookie(response: Response, token: str) -> None:
+    """Give a browser its token, for the HTML pages only."""
+    response.set_cookie(
+        current_app.config["JWT_ACCESS_COOKIE_NAME"], token,
+        max_age=int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
+        path=_cookie_path(), secure=request.is_secure, httponly=True, samesite="Strict",
+    )
+
+
+def cookie_user() -> str | None:
+    """Who the browser's cookie says is logged in; None without a cookie or with one that is no longer valid."""
+    try:
+        verify_jwt_in_request(locations=["cookies"], optional=True)
+    except (JWTExtendedException, PyJWTError):
+        return None
+    identity = get_jwt_identity()
+    return identity if isinstance(identity, str) else None
+
+
+def login_page_response(status: int = 200, message: str | None = None, username: str = "") -> Response:
+    return html_response(pages.login_page(request.script_root, message, username), status)
+
+
+def _same_origin() -> bool:
+    """The form was posted from one of this service's own pages."""
+    own = f"{request.scheme}://{request.host}".lower()
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.lower() == own
+    referer = request.headers.get("Referer")
+    if not referer:
+        return False
+    parts = urlsplit(referer)
+    return f"{parts.scheme}://{parts.netloc}".lower() == own
+
+
+def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, check: LoginCheck,
+                 clock: Callable[[], float]) -> None:
+    """Register ``/``, ``/login`` and ``/logout``."""
+
+    @app.get("/", endpoint="home", strict_slashes=False)
+    def _home() -> Response:
+        if not wants_html():
+            # Scripts get the way in, as HAL links.
+            base = request.script_root
+            return jsonify({"_links": {
+                "self": {"href": base + "/"},
+                "auth_token": {"href": base + "/auth_token"},
+                "repositories": {"href": hal.repositories_path(base)},
+                "health": {"href": base + "/health"},
+                "metrics": {"href": base + "/metrics"},
+            }})
+        user = cookie_user()
+        if user is None:
+            return login_page_response()
+        g.user = user
+        view = pages.Dashboard(snapshots.current(), refresh.current(), clock(), request.script_root,
+                               pages.TableQuery.from_args(request.args), user)
+        return html_response(pages.dashboard_page(view))
+
+    @app.post("/login", endpoint="login")
+    def _login() -> Response:
+        if not _same_origin():
+            log.warning("login form posted from another origin (%s) refused",
+                        request.headers.get("Origin") or request.headers.get("Referer") or "no Origin or Referer")
+            return login_page_response(403, "This login form was sent from another site; log in here instead.")
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        if not username or not password:
+            return login_page_response(401, "Enter your user name and password.", username)
+        try:
+            name = check(username, password)
+        except TooManyLogins as error:
+            response = login_page_response(
+                429, f"Too many failed logins; try again in {error.retry_after} seconds.", username)
+            response.headers["Retry-After"] = str(error.retry_after)
+            return response
+        except LoginsBusy:
+            response = login_page_response(429, "Too many logins are waiting for the directory; try again.", username)
+            response.headers["Retry-After"] = "1"
+            return response
+        except AuthenticationUnavailable as error:
+            log.warning("login impossible, the directory cannot be asked: %s", error)
+            response = login_page_response(503, "The login directory cannot be reached; try again later.", username)
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        if name is None:
+            return login_page_response(401, "Invalid user name or password.", username)
+        g.user = name
+        token = create_access_token(identity=name)
+        log.info("issued a token to %s (login form)", name)
+        response = _see_home()
+        set_token_cookie(response, token)
+        return response
+
+    @app.post("/logout", endpoint="logout")
+    def _logout() -> Response:
+        if not _same_origin():
+            return login_page_response(403, "This logout was sent from another site.")
+        response = _see_home()
+        response.delete_cookie(current_app.config["JWT_ACCESS_COOKIE_NAME"], path=_cookie_path(),
+                               secure=request.is_secure, httponly=True, samesite="Strict")
+        return response

@@ -1,0 +1,211 @@
+"""The browser pages in a real browser (Debian's chromium through Playwright), as a person uses them.
+
+The service runs as a process on the test registry (with the session's pushed images) and the test
+slapd; the browser logs in through the form, reads the dashboard, clicks, and logs out. Expected
+figures come from what was pushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from tests.support.browser import screenshot
+from tests.support.distribution import DistributionRegistry
+from tests.support.gitlab_stand_in import GitLabTokenEndpoint
+from tests.support.pushed import PushedRegistry, expected_figures
+from tests.support.service import ServiceProcess, service_config
+from tests.support.slapd import Slapd
+
+pytestmark = [pytest.mark.registry, pytest.mark.slapd]
+
+PREFIXES = ["", "/registry-usage"]
+
+
+@pytest.fixture(scope="module", params=PREFIXES, ids=["root", "server_prefix"])
+def service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    registry: DistributionRegistry,
+    gitlab: GitLabTokenEndpoint,
+    slapd: Slapd,
+    pushed: PushedRegistry,
+) -> Iterator[ServiceProcess]:
+    prefix: str = request.param
+    workdir = tmp_path_factory.mktemp("browser")
+    overrides = {"general__server_prefix": prefix} if prefix else {}
+    config = service_config(workdir, registry, gitlab, slapd, **overrides)
+    with ServiceProcess(workdir, ["-c", str(config)], prefix=prefix) as process:
+        user = slapd.users["alice"]
+        process.wait_for_data(process.login(user.uid, user.password))
+        yield process
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    opened = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def log_in(page: Page, service: ServiceProcess, slapd: Slapd, password: str | None = None) -> None:
+    user = slapd.users["alice"]
+    page.goto(service.url + "/")
+    page.fill("#username", user.uid)
+    page.fill("#password", user.password if password is None else password)
+    page.click("#login button[type=submit]")
+
+
+def test_login_through_the_form_shows_the_dashboard_with_the_pushed_totals(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.wait_for_selector("#totals")
+    assert page.url == service.url + "/"
+    figures = expected_figures(pushed)
+    totals = page.locator("#totals")
+    assert totals.get_attribute("data-total-disk-size") == str(sum(int(str(f["disk_size"])) for f in figures.values()))
+    assert totals.get_attribute("data-repository-count") == str(len(figures))
+    assert "updated" in page.inner_text("#status")
+    rows = page.locator("tr[data-repository]")
+    served = {rows.nth(i).get_attribute("data-repository"): rows.nth(i).get_attribute("data-disk-size")
+              for i in range(rows.count())}
+    assert served == {name: str(f["disk_size"]) for name, f in figures.items()}
+    screenshot(page, tmp_path, "dashboard")
+
+
+def test_a_wrong_password_shows_the_form_again_with_a_message(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd
+) -> None:
+    page = context.new_page()
+    with page.expect_response(lambda response: response.url.endswith("/login")) as answer:
+        log_in(page, service, slapd, password="wrong")
+    assert answer.value.status == 401
+    assert page.locator("form#login").count() == 1
+    assert "Invalid" in page.inner_text("form#login")
+    assert not [cookie for cookie in context.cookies() if cookie["name"] == "access_token_cookie"]
+
+
+def _treemap_boxes(page: Page) -> dict[str, Any]:
+    boxes: dict[str, Any] = page.evaluate("""() => {
+        const svg = document.querySelector('svg.treemap').getBoundingClientRect();
+        const rects = [...document.querySelectorAll('svg.treemap rect')].map(rect => {
+            const box = rect.getBoundingClientRect();
+            return {kind: rect.dataset.kind, path: rect.dataset.path, bytes: Number(rect.dataset.bytes),
+                    x: box.x - svg.x, y: box.y - svg.y, w: box.width, h: box.height};
+        });
+        return {width: svg.width, height: svg.height, rects};
+    }""")
+    return boxes
+
+
+def test_treemap_rectangles_lie_inside_do_not_overlap_and_are_proportional_to_bytes(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    boxes = _treemap_boxes(page)
+    leaves = [rect for rect in boxes["rects"] if rect["kind"] != "group"]
+    groups = [rect for rect in boxes["rects"] if rect["kind"] == "group"]
+    figures = expected_figures(pushed)
+    assert {rect["path"]: rect["bytes"] for rect in leaves} == {
+        name: f["disk_size"] for name, f in figures.items() if f["disk_size"]}
+    assert {rect["path"] for rect in groups} == {name.split("/")[0] for name, f in figures.items() if f["disk_size"]}
+    width, height = boxes["width"], boxes["height"]
+    total_bytes = sum(rect["bytes"] for rect in leaves)
+    for rect in boxes["rects"]:
+        assert rect["x"] >= -0.5 and rect["y"] >= -0.5, rect
+        assert rect["x"] + rect["w"] <= width + 0.5 and rect["y"] + rect["h"] <= height + 0.5, rect
+        share = rect["bytes"] / total_bytes
+        assert rect["w"] * rect["h"] == pytest.approx(share * width * height, rel=0.01, abs=2.0), rect
+    for siblings in (leaves, groups):
+        for i, first in enumerate(siblings):
+            for second in siblings[i + 1:]:
+                across = min(first["x"] + first["w"], second["x"] + second["w"]) - max(first["x"], second["x"])
+                down = min(first["y"] + first["h"], second["y"] + second["h"]) - max(first["y"], second["y"])
+                # Coordinates are written to 1/100 of a unit: neighbours may share that much of an edge.
+                assert min(across, down) < 0.05, (first, second)
+
+
+def _tags_on_page(page: Page) -> set[str]:
+    page.wait_for_selector("table#tags")
+    rows = page.locator("tr[data-tag]")
+    return {str(rows.nth(i).get_attribute("data-tag")) for i in range(rows.count())}
+
+
+def test_clicking_a_repository_in_the_treemap_opens_its_page_with_the_pushed_tags(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.click('svg.treemap rect[data-path="group/sub/project"]')
+    assert _tags_on_page(page) == set(pushed.tags["group/sub/project"])
+    assert page.url == service.url + "/repositories/group%2Fsub%2Fproject"
+    screenshot(page, tmp_path, "repository")
+
+
+def test_clicking_a_repository_in_the_table_opens_its_page_with_the_pushed_tags(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.click('tr[data-repository="other/app"] a')
+    assert _tags_on_page(page) == set(pushed.tags["other/app"])
+    page.click("nav.crumbs a >> text=Dashboard")
+    page.wait_for_selector("#totals")
+
+
+def test_auth_token_prompt_then_a_click_on_repositories_gives_200(
+    browser: Browser, service: ServiceProcess, slapd: Slapd
+) -> None:
+    user = slapd.users["alice"]
+    # The browser answers the Basic prompt, then sends that Authorization header with every later request.
+    context = browser.new_context(http_credentials={"username": user.uid, "password": user.password})
+    try:
+        page = context.new_page()
+        first = page.goto(service.url + "/auth_token")
+        assert first is not None and first.status == 200
+        with page.expect_navigation() as navigation:
+            page.click('a[href$="/repositories"]')
+        answer = navigation.value
+        assert answer is not None and answer.status == 200
+        assert "Repositories" in page.title()
+        home = page.goto(service.url + "/")
+        assert home is not None and home.status == 200
+        page.wait_for_selector("#totals")
+    finally:
+        context.close()
+
+
+def test_logout_clears_the_login(context: BrowserContext, service: ServiceProcess, slapd: Slapd) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.wait_for_selector("#totals")
+    page.click("#logout")
+    page.wait_for_selector("form#login")
+    assert not [cookie for cookie in context.cookies() if cookie["name"] == "access_token_cookie"]
+    again = page.goto(service.url + "/")
+    assert again is not None and page.locator("form#login").count() == 1
+    assert page.goto(service.url + "/repositories/other%2Fapp") is not None
+    assert page.locator("#totals").count() == 0
+
+
+def test_login_from_another_site_is_refused(service: ServiceProcess, slapd: Slapd) -> None:
+    user = slapd.users["alice"]
+    form = {"username": user.uid, "password": user.password}
+    for headers in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/page"}, {}):
+        answer = requests.post(service.url + "/login", data=form, headers=headers, allow_redirects=False,
+                               timeout=10)
+        assert answer.status_code == 403, headers
+        assert "access_token_cookie" not in answer.cookies
+    own = requests.post(service.url + "/login", data=form, headers={"Origin": f"http://127.0.0.1:{service.port}"},
+                        allow_redirects=False, timeout=10)
+    assert own.status_code == 303 and own.headers["Location"].endswith((service.prefix or "") + "/")
