@@ -309,7 +309,8 @@ KEYS: tuple[Key, ...] = (
     Key("registry", "collector", "builtin", _choice(COLLECTORS),
         "builtin (complete, concurrent, multi-architecture) or gitlab-registry-usage (the original's library)"),
     Key("registry", "concurrency", "8", _int_between(1, 256), "builtin collector: requests in flight at once"),
-    Key("registry", "timeout", "30 seconds", _positive_seconds, "builtin collector: timeout of each request"),
+    Key("registry", "timeout", "30 seconds", _positive_seconds,
+        "timeout of each registry request (both collectors); a crawler process silent for four of them is restarted"),
 )
 _BY_NAME = {(key.section, key.name): key for key in KEYS}
 SECTIONS = tuple(dict.fromkeys(key.section for key in KEYS))

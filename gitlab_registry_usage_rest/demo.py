@@ -148,6 +148,6 @@ Try:
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories?embed=1'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend?embed=true&links=true'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend/tags/latest'
-In a browser: open {url}/auth_token (log in as {DEMO_USER}), then follow the links.
+In a browser: open {url}/ and log in as {DEMO_USER}: the dashboard, the treemap, every repository's page.
 Stop with Ctrl-C.
 """

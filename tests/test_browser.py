@@ -20,7 +20,7 @@ from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.pushed import PushedRegistry, expected_figures
 from tests.support.service import ServiceProcess, service_config
-from tests.support.slapd import Slapd
+from tests.support.slapd import Slapd, make_ca
 
 pytestmark = [pytest.mark.registry, pytest.mark.slapd]
 
@@ -209,3 +209,30 @@ def test_login_from_another_site_is_refused(service: ServiceProcess, slapd: Slap
     own = requests.post(service.url + "/login", data=form, headers={"Origin": f"http://127.0.0.1:{service.port}"},
                         allow_redirects=False, timeout=10)
     assert own.status_code == 303 and own.headers["Location"].endswith((service.prefix or "") + "/")
+
+
+def test_over_https_the_login_cookie_is_secure_and_the_pages_work(
+    browser: Browser, tmp_path: Path, registry: DistributionRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+    pushed: PushedRegistry,
+) -> None:
+    tls = make_ca(tmp_path / "tls")
+    config = service_config(tmp_path, registry, gitlab, slapd, general__tls_cert=str(tls.server_cert),
+                            general__tls_key=str(tls.server_key))
+    service = ServiceProcess(tmp_path, ["-c", str(config)])
+    service.url = service.url.replace("http://", "https://")
+    service.http.verify = str(tls.ca_cert)
+    with service:
+        user = slapd.users["alice"]
+        service.wait_for_data(service.login(user.uid, user.password))
+        # The test's own CA is not in chromium's store; a person would have added it.
+        context = browser.new_context(ignore_https_errors=True)
+        try:
+            page = context.new_page()
+            log_in(page, service, slapd)
+            page.wait_for_selector("#totals")
+            cookie = next(cookie for cookie in context.cookies() if cookie["name"] == "access_token_cookie")
+            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            page.click('tr[data-repository="base/debian"] a')
+            assert _tags_on_page(page) == set(pushed.tags["base/debian"])
+        finally:
+            context.close()

@@ -505,7 +505,7 @@ def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | 
     facts = [("Digest", f'<code>{_e(tag.digest)}</code>' if tag.digest else '<span class="muted">unknown</span>'),
              ("Media type", f"<code>{_e(tag.media_type)}</code>" if tag.media_type else
               '<span class="muted">unknown</span>'),
-             ("Platforms", _e(", ".join(tag.platforms)) or '<span class="muted">one</span>')]
+             ("Platforms", _e(", ".join(tag.platforms)) or '<span class="muted">a single platform</span>')]
     table = "".join(f"<tr><th>{label}</th><td class=\"name\">{value}</td></tr>" for label, value in facts)
     body = (_crumbs(base, repository.name, tag.name) + f"<h1>{_e(repository.name)}:{_e(tag.name)}</h1>" + cards
             + f'<div class="table-wrap"><table id="tag">{table}</table></div>')
