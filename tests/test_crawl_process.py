@@ -39,6 +39,7 @@ from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.hanging import InterpreterLockHog
+from tests.support.hostile import CodeRunningCrawler
 from tests.support.processes import free_port, running, until
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
@@ -172,6 +173,16 @@ def test_failure_in_the_child_names_its_cause_in_the_parent(
     assert (state.current().error or "").startswith(
         "CrawlerProcessError: CrawlError: the catalog could not be read: ")
     assert crawler.request_stats().get("error", 0) >= 2, "the failed catalog requests are counted"
+
+
+def test_a_child_answering_with_a_hostile_pickle_cannot_run_code_in_the_service(
+    crawlers: Callable[..., ProcessCrawler], tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    crawler = crawlers(functools.partial(CodeRunningCrawler, str(marker)))
+    with pytest.raises(CrawlerProcessError, match=r"unreadable message: .*posix\.system, which is refused"):
+        crawler.crawl()
+    assert not marker.exists(), "the child's pickle ran a command in the parent"
 
 
 def test_child_killed_during_a_crawl_is_a_clear_error_and_the_next_crawl_has_a_new_child(

@@ -198,3 +198,36 @@ def test_https_with_limits_on_the_real_server(tmp_path: Path) -> None:
             requests.get(service.url + "/health", timeout=5, verify=True)  # not trusted without our CA
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(service.url.replace("https://", "http://") + "/health", timeout=5)
+
+
+BROWSER = "text/html,application/xhtml+xml,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_login_prompt_another_site_started_sets_no_cookie(site: str) -> None:
+    """https://attacker:pw@service/auth_token from another site's page would log the visitor in as the attacker."""
+    client = client_for(FakeDirectory())
+    answer = client.get("/auth_token", headers={**basic("alice", "right"), "Accept": BROWSER, "Sec-Fetch-Site": site})
+    assert answer.status_code == 403
+    assert "Set-Cookie" not in answer.headers
+
+
+@pytest.mark.parametrize("site", ["none", "same-origin", None], ids=["typed", "own-page", "no-header"])
+def test_a_login_prompt_the_person_started_sets_the_cookie(site: str | None) -> None:
+    client = client_for(FakeDirectory())
+    headers = {**basic("alice", "right"), "Accept": BROWSER}
+    if site is not None:
+        headers["Sec-Fetch-Site"] = site
+    answer = client.get("/auth_token", headers=headers)
+    assert answer.status_code == 200 and "access_token_cookie=" in answer.headers["Set-Cookie"]
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_a_login_form_posted_without_its_origin_or_from_elsewhere_is_refused() -> None:
+    client = client_for(FakeDirectory())
+    form = {"username": "alice", "password": "right"}
+    for headers in ({}, {"Origin": "null"}, {"Origin": "https://evil.example"}, {"Referer": "https://evil.example/"}):
+        answer = client.post("/login", data=form, headers=headers)
+        assert answer.status_code == 403 and "Set-Cookie" not in answer.headers, headers
+    own = client.post("/login", data=form, headers={"Origin": "http://localhost"})
+    assert own.status_code == 303 and "HttpOnly" in own.headers["Set-Cookie"]

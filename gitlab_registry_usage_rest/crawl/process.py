@@ -42,9 +42,11 @@ a healthy crawl may go minutes without a progress report (a long catalog, retrie
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import subprocess
@@ -57,7 +59,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol, runtime_checkable
 
 from .. import logs
-from ..model import Listing
+from ..model import ImageListing, Listing, RepositoryListing
 from .base import Crawler, CrawlError, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -248,9 +250,10 @@ class ProcessCrawler:
             if not child.conn.poll(self._answer_timeout):
                 self._end_silent(child)
             try:
-                message = child.conn.recv()
+                data = child.conn.recv_bytes()
             except (EOFError, OSError):
                 break  # exited; whatever it had sent was read before
+            message = _from_child(data)
             kind = message[0]
             if kind == "progress":
                 if self._progress is not None:
@@ -308,6 +311,36 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         _join(process, timeout)
+
+
+class _ChildAnswers(pickle.Unpickler):
+    """Unpickles what the child sends, refusing every class but the model's.
+
+    The child parses manifests anyone who may push can write; if code ever ran there, a plain pickle
+    would let it run code here too, where the JWT key and the LDAP password are. Its messages are
+    tuples of strings, numbers and dicts, and a ``Listing``: nothing else needs a class.
+    """
+
+    _ALLOWED = {(cls.__module__, cls.__qualname__): cls for cls in (Listing, RepositoryListing, ImageListing)}
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = self._ALLOWED.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"the crawler process sent a {module}.{name}, which is refused")
+        return allowed
+
+
+def _from_child(data: bytes) -> tuple[Any, ...]:
+    """One message of the child's, checked: a tuple whose first item says what it is."""
+    try:
+        message = _ChildAnswers(io.BytesIO(data)).load()
+    # A refused class, or bytes that are no pickle (what pickle raises for those): the child is not to be trusted.
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError, TypeError,
+            ValueError) as error:
+        raise CrawlerProcessError(f"the crawler process sent an unreadable message: {error}") from None
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        raise CrawlerProcessError("the crawler process sent an unreadable message")
+    return message
 
 
 def _join(process: subprocess.Popen[bytes], timeout: float) -> bool:

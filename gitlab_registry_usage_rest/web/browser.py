@@ -10,6 +10,7 @@ service's own origin, so another site cannot log a visitor in under its own acco
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from flask_jwt_extended import create_access_token, get_jwt_identity, verify_jwt
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 
+from ..model import Snapshot
 from ..state import RefreshState, SnapshotHolder
 from . import hal, pages
 from .logins import AuthenticationUnavailable, LoginCheck, LoginsBusy, TooManyLogins
@@ -37,7 +39,7 @@ def html_response(body: str, status: int = 200) -> Response:
 
 
 def _cookie_path() -> str:
-    return (request.script_root or "") + "/"
+    return pages.dashboard_path(request.script_root)
 
 
 def _see_home() -> Response:
@@ -65,7 +67,11 @@ def cookie_user() -> str | None:
 
 
 def login_page_response(status: int = 200, message: str | None = None, username: str = "") -> Response:
-    return html_response(pages.login_page(request.script_root, message, username), status)
+    response = html_response(pages.login_page(request.script_root, message, username), status)
+    if status == 401:
+        # A 401 names a way to authenticate (RFC 9110); browsers show no prompt for this one.
+        response.headers["WWW-Authenticate"] = 'Bearer realm="registry-usage"'
+    return response
 
 
 def _same_origin() -> bool:
@@ -81,9 +87,31 @@ def _same_origin() -> bool:
     return f"{parts.scheme}://{parts.netloc}".lower() == own
 
 
+class _Overviews:
+    """The dashboard's overview of the current snapshot, built on the first request that needs it.
+
+    Only the latest is kept (a new snapshot replaces it), so memory is one overview; the treemap and the
+    orders are then the same bytes for every person and every poll until the next refresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: pages.Overview | None = None
+
+    def get(self, snapshot: Snapshot, base: str) -> pages.Overview:
+        with self._lock:
+            current = self._current
+            if current is not None and current.snapshot is snapshot and current.base == base:
+                return current
+            # Built under the lock: concurrent first requests after a refresh wait for one build, not do many.
+            current = self._current = pages.Overview(snapshot, base)
+            return current
+
+
 def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, check: LoginCheck,
                  clock: Callable[[], float]) -> None:
     """Register ``/``, ``/login`` and ``/logout``."""
+    overviews = _Overviews()
 
     @app.get("/", endpoint="home", strict_slashes=False)
     def _home() -> Response:
@@ -101,9 +129,13 @@ def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, c
         if user is None:
             return login_page_response()
         g.user = user
-        view = pages.Dashboard(snapshots.current(), refresh.current(), clock(), request.script_root,
+        snapshot = snapshots.current()
+        view = pages.Dashboard(snapshot, refresh.current(), clock(), request.script_root,
                                pages.TableQuery.from_args(request.args), user)
-        return html_response(pages.dashboard_page(view))
+        overview = None
+        if snapshot is not None:
+            overview = overviews.get(snapshot, request.script_root)
+        return html_response(pages.dashboard_page(view, overview))
 
     @app.post("/login", endpoint="login")
     def _login() -> Response:

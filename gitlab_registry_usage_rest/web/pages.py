@@ -309,40 +309,61 @@ def _cards(items: Sequence[tuple[str, str, str]]) -> str:
         for label, value, attrs in items) + "</div>"
 
 
-def dashboard_page(view: Dashboard) -> str:
+class Overview:
+    """What the dashboard shows of one snapshot whoever looks: the totals, the treemap, the repositories in
+    each order. Built once per snapshot (and ``base``); a request then only filters and cuts out a page."""
+
+    def __init__(self, snapshot: Snapshot, base: str) -> None:
+        self.snapshot = snapshot
+        self.base = base
+        repositories = snapshot.repositories
+        total_disk = sum(repository.disk_size or 0 for repository in repositories)
+        total_size = sum(repository.size or 0 for repository in repositories)
+        tag_count = sum(len(repository.tags or ()) for repository in repositories)
+        self.totals = (
+            f'<section id="totals" data-total-disk-size="{total_disk}" data-total-size="{total_size}" '
+            f'data-repository-count="{len(repositories)}" data-tag-count="{tag_count}">'
+            + _cards([
+                ("Disk used", _bytes(total_disk), 'id="total-disk-size"'),
+                ("Sum of tag sizes", _bytes(total_size), 'id="total-size"'),
+                ("Repositories", f"{len(repositories):,}", 'id="repository-count"'),
+                ("Tags", f"{tag_count:,}", 'id="tag-count"'),
+            ]) + "</section>"
+        )
+        self.treemap = treemap_svg(snapshot, base)
+        # One sorted list per order asked for (SORT_COLUMNS x 2 at most); racing threads compute the same list.
+        self._orders: dict[str, list[RepositoryUsage]] = {}
+
+    def order(self, sort: str) -> list[RepositoryUsage]:
+        ordered = self._orders.get(sort)
+        if ordered is None:
+            ordered = self._orders[sort] = sorted_repositories(self.snapshot.repositories, sort)
+        return ordered
+
+
+def dashboard_page(view: Dashboard, overview: Overview | None = None) -> str:
+    """The dashboard; ``overview`` (of ``view.snapshot``) is what earlier requests already computed."""
     snapshot, base = view.snapshot, view.base
     if snapshot is None:
         return _page("Dashboard", base, "<h1>Registry usage</h1>" + _status(view), view.user,
                      hal.repositories_path(base) + "?view=api")
-    repositories = snapshot.repositories
-    total_disk = sum(repository.disk_size or 0 for repository in repositories)
-    total_size = sum(repository.size or 0 for repository in repositories)
-    tag_count = sum(len(repository.tags or ()) for repository in repositories)
-    totals = (
-        f'<section id="totals" data-total-disk-size="{total_disk}" data-total-size="{total_size}" '
-        f'data-repository-count="{len(repositories)}" data-tag-count="{tag_count}">'
-        + _cards([
-            ("Disk used", _bytes(total_disk), 'id="total-disk-size"'),
-            ("Sum of tag sizes", _bytes(total_size), 'id="total-size"'),
-            ("Repositories", f"{len(repositories):,}", 'id="repository-count"'),
-            ("Tags", f"{tag_count:,}", 'id="tag-count"'),
-        ]) + "</section>"
-    )
+    if overview is None or overview.snapshot is not snapshot or overview.base != base:
+        overview = Overview(snapshot, base)
     body = (
-        "<h1>Registry usage</h1>" + totals + _status(view)
+        "<h1>Registry usage</h1>" + overview.totals + _status(view)
         + "<h2>Where the disk goes</h2>"
         + '<p class="legend">Each rectangle is a repository, sized by its disk size (shared layers counted once), '
           "grouped by top-level group; hover for the figures, click to open.</p>"
-        + f'<div class="picture">{treemap_svg(snapshot, base)}</div>'
-        + _repository_table(snapshot, view.query, base)
+        + f'<div class="picture">{overview.treemap}</div>'
+        + _repository_table(overview, view.query, base)
     )
     return _page("Dashboard", base, body, view.user, hal.repositories_path(base) + "?view=api")
 
 
-def _repository_table(snapshot: Snapshot, query: TableQuery, base: str) -> str:
+def _repository_table(overview: Overview, query: TableQuery, base: str) -> str:
     home = dashboard_path(base)
-    matching = [repository for repository in snapshot.repositories if in_group(repository.name, query.prefix)]
-    ordered = sorted_repositories(matching, query.sort)
+    ordered = [repository for repository in overview.order(query.sort) if in_group(repository.name, query.prefix)]
+    matching = ordered
     pages = max(1, -(-len(ordered) // PAGE_ROWS))
     page = min(query.page, pages)
     shown = ordered[(page - 1) * PAGE_ROWS: page * PAGE_ROWS]

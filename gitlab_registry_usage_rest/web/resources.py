@@ -83,7 +83,12 @@ class AuthToken(Resource):  # type: ignore[misc]
             response = jsonify({"auth_token": token})
             response.headers["Cache-Control"] = "no-store"
             return response
-        # A browser cannot send a bearer header when following links: give it the token as a cookie.
+        # A browser cannot send a bearer header when following links: give it the token as a cookie, but
+        # not to a navigation another site started (https://attacker:pw@service/auth_token would log the
+        # visitor in as the attacker: login CSRF). Browsers say where a navigation came from.
+        if request.headers.get("Sec-Fetch-Site", "none") not in ("none", "same-origin"):
+            log.warning("token for %s not set as a cookie: the login came from another site", username)
+            return login_page_response(403, "This login was started by another site; log in here instead.")
         response = Response(
             render_page({"auth_token": "(set as a cookie for this browser)", "_links": {
                 "dashboard": {"href": pages.dashboard_path(request.script_root)},
@@ -91,6 +96,7 @@ class AuthToken(Resource):  # type: ignore[misc]
             mimetype="text/html",
         )
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["Cache-Control"] = "no-store"
         set_token_cookie(response, token)
         return response
 
