@@ -13,13 +13,18 @@ from types import MappingProxyType
 
 @dataclass(frozen=True, slots=True)
 class ImageListing:
-    """One tag as the registry describes it: the distinct layer digests of its image, in manifest order."""
+    """One tag as the registry describes it: the distinct layer digests of its image, in manifest order.
+
+    ``created`` is when the image was built (UNIX time, from its config; for a multi-platform tag, the newest
+    platform's), ``None`` where unknown: not recorded, a placeholder before 2000, unreadable, or not collected.
+    """
 
     tag: str
     layers: tuple[str, ...]
     digest: str | None = None
     media_type: str | None = None
     platforms: tuple[str, ...] = ()
+    created: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +37,17 @@ class RepositoryListing:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A whole crawl: repositories in catalog order and the size of every layer seen."""
+    """A whole crawl: repositories in catalog order and the size of every layer seen.
+
+    ``errors`` names each repository served without figures, one line each (``/health`` counts them as
+    unreadable repositories); ``warnings`` names what is missing from repositories that do have figures,
+    such as a tag whose creation time could not be read.
+    """
 
     repositories: tuple[RepositoryListing, ...]
     layer_sizes: Mapping[str, int]
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

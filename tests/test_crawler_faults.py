@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -258,14 +258,25 @@ def test_a_manifest_naming_an_invalid_digest_fails_that_repository_before_any_re
     field = "fsLayer without a valid blobSum" if kind == "schema1-blob" else "descriptor without a valid digest"
     assert error.startswith(f"{VICTIM}: ") and error.endswith(f"{field}: {digest!r}")
     # Every manifest was asked for by its tag; nothing by (or past) the digest.
-    assert {path for _, path, _ in proxy.log} == listing_requests(pushed)
+    requested, configs = split_configs(proxy.log)
+    assert requested == listing_requests(pushed)
+    assert {path.rpartition("/blobs/")[0] for path in configs} == {f"/v2/{repo}" for repo in pushed.tags} - {
+        VICTIM_PATH.rstrip("/")}
 
 
 def listing_requests(pushed: PushedRegistry) -> set[str]:
-    """What a crawl of the pushed images asks the registry for when no manifest names another."""
+    """What a crawl of the pushed images asks the registry for when no manifest names another, configs aside."""
     return {"/v2/_catalog?n=1000"} | {
         path for repo, tags in pushed.tags.items()
         for path in (f"/v2/{repo}/tags/list?n=1000", *(f"/v2/{repo}/manifests/{tag}" for tag in tags))}
+
+
+def split_configs(log: Sequence[tuple[str, str, object]]) -> tuple[set[str], set[str]]:
+    """The paths requested: all but the config blob GETs (of readable images, by valid digest), and those."""
+    configs = {path for method, path, _ in log if "/blobs/" in path}
+    assert all(re.fullmatch(r"/v2/[a-z0-9/]+/blobs/sha256:[0-9a-f]{64}", path) for path in configs), configs
+    assert {method for method, path, _ in log if path in configs} <= {"GET"}
+    return {path for _, path, _ in log} - configs, configs
 
 
 def test_an_invalid_digest_header_on_a_schema1_manifest_fails_that_repository(
@@ -304,6 +315,8 @@ def test_a_catalog_name_the_api_does_not_allow_fails_that_repository_without_a_r
     listing = crawl(proxy.url, gitlab.url)
     assert tag_sizes(listing) == {"base/debian": expected_tag_sizes(pushed)["base/debian"], name: None}
     assert listing.errors == (f"{name}: {name!r}: not a repository name the registry API allows, not requested",)
-    assert {path.split("?")[0] for _, path, _ in proxy.log} == {
+    requested, configs = split_configs(proxy.log)
+    assert {path.split("?")[0] for path in requested} == {
         "/v2/_catalog", "/v2/base/debian/tags/list", *(f"/v2/base/debian/manifests/{tag}"
                                                        for tag in pushed.tags["base/debian"])}
+    assert len(configs) == 1 and configs.pop().startswith("/v2/base/debian/blobs/")

@@ -4,40 +4,82 @@ Per crawl: the catalog (all pages), every repository's tags (all pages), one man
 tag. A tag whose digest is unchanged since the last crawl is answered ``304 Not Modified`` and its
 image is taken from the cache; child manifests of indexes and schema 1 blob sizes are addressed by
 digest, hence immutable, and fetched once for the life of the process.
+
+A tag's creation time is its image config's ``created`` (for an index, the newest of its platforms'),
+which costs one blob GET per distinct config digest: configs are immutable too, so their dates are
+cached by digest (``config_dates()`` hands them out, ``known_configs`` takes them back after a
+restart). A config that cannot be read leaves that tag's ``created`` unknown and adds a warning
+naming the repository, tag and digest; it never costs the repository its figures. Warnings are kept
+apart from the errors, which each name a repository without figures (``/health`` counts them).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..model import ImageListing, Listing, RepositoryListing
 from .base import CrawlError, ProgressCallback
-from .client import RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
-from .manifests import ImageManifest, IndexManifest, Manifest, ManifestError, Schema1Manifest, parse_manifest
+from .client import MAX_CONFIG_SIZE, RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
+from .manifests import (
+    ConfigError,
+    ConfigRef,
+    ImageManifest,
+    IndexManifest,
+    Manifest,
+    ManifestError,
+    Schema1Manifest,
+    config_created,
+    is_digest,
+    parse_manifest,
+)
 
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ResolvedImage:
-    """What a tag points at, reduced to what the figures need: every layer of every platform."""
+    """What a tag points at, reduced to what the figures need: every layer of every platform, and where its
+    creation time comes from: the configs of its platforms (attestations excluded) and, for schema 1, the
+    manifest itself (``created``, or why it could not be read in ``created_error``)."""
 
     digest: str
     media_type: str
     layers: tuple[tuple[str, int], ...]
     platforms: tuple[str, ...]
     children: tuple[str, ...] = ()
+    configs: tuple[ConfigRef, ...] = ()
+    created: float | None = None
+    created_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A config whose verified bytes hold no readable creation time: remembered, so it is reported, not re-read."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Tag:
+    """A tag resolved in this crawl: its image, its creation time, and why that is unknown if it could not be read."""
+
+    image: ResolvedImage
+    created: float | None
+    warning: str | None
 
 
 _CANCEL_CHECK_INTERVAL = 0.25
 # Repositories per token request: one token for many scopes saves a round trip per repository.
 TOKEN_BATCH = 25
+# Config dates kept, at most: about 150 bytes each (the digest string is shared with the cached images).
+MAX_CONFIGS = 100_000
 
 
 class _Run:
@@ -45,7 +87,7 @@ class _Run:
 
     def __init__(self) -> None:
         self.tags: dict[str, list[str]] = {}
-        self.images: dict[tuple[str, str], ResolvedImage] = {}
+        self.images: dict[tuple[str, str], _Tag] = {}
         self.errors: dict[str, str] = {}
         self.done = 0
         self._remaining: dict[str, int] = {}
@@ -57,7 +99,7 @@ class _Run:
         self.done += not self.tags[repository]
         return self.tags[repository]
 
-    def resolved(self, repository: str, tag: str, image: ResolvedImage) -> None:
+    def resolved(self, repository: str, tag: str, image: _Tag) -> None:
         self.images[(repository, tag)] = image
         self._remaining[repository] -= 1
         self.done += self._remaining[repository] == 0 and repository not in self.errors
@@ -70,7 +112,11 @@ class _Run:
 
 
 class BuiltinCrawler:
-    """Crawls with ``client`` using up to ``concurrency`` requests in flight."""
+    """Crawls with ``client`` using up to ``concurrency`` requests in flight.
+
+    ``known_configs`` (config digest -> creation time, as ``config_dates()`` returned them before a restart)
+    spares the config requests of images already seen; at most ``max_configs`` dates are kept.
+    """
 
     def __init__(
         self,
@@ -79,6 +125,10 @@ class BuiltinCrawler:
         progress: ProgressCallback | None = None,
         progress_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        known_configs: Mapping[str, float | None] | None = None,
+        max_configs: int = MAX_CONFIGS,
+        max_config_size: int = MAX_CONFIG_SIZE,
     ) -> None:
         self._client = client
         self._concurrency = concurrency
@@ -87,9 +137,21 @@ class BuiltinCrawler:
         self._clock = clock
         # Immutable by digest, so valid forever; pruned to what the last crawl used.
         self._images: dict[str, ResolvedImage] = {}
-        self._children: dict[str, ImageManifest] = {}
+        self._children: dict[str, ResolvedImage] = {}
         self._blob_sizes: dict[str, int] = {}
         self._tag_digests: dict[tuple[str, str], str] = {}
+        # Config digest -> creation time; failed reads are not kept, so the next crawl tries again.
+        self._max_configs = max_configs
+        self._max_config_size = max_config_size
+        self._configs: dict[str, float | None | _Unreadable] = {}
+        self._configs_lock = threading.Lock()
+        self._config_fetching: dict[str, threading.Event] = {}
+        for digest, created in (known_configs or {}).items():
+            if len(self._configs) >= max_configs:
+                break
+            if is_digest(digest) and (created is None or isinstance(created, float | int)
+                                      and not isinstance(created, bool) and math.isfinite(created)):
+                self._configs[digest] = None if created is None else float(created)
         self._cancelled = threading.Event()
 
     @classmethod
@@ -105,16 +167,29 @@ class BuiltinCrawler:
         progress: ProgressCallback | None = None,
         progress_interval: float = 10.0,
         retries: int = 3,
+        known_configs: Mapping[str, float | None] | None = None,
     ) -> BuiltinCrawler:
         """A crawler with its own pooled session, sized for ``concurrency`` requests in flight."""
         session, stats = make_session(concurrency, retries), RequestStats()
         tokens = TokenProvider(session, gitlab_base_url, username, access_token, timeout, stats)
         client = RegistryClient(registry_base_url, tokens, session, timeout, stats)
-        return cls(client, concurrency, progress, progress_interval)
+        return cls(client, concurrency, progress, progress_interval, known_configs=known_configs)
 
     def request_counts(self) -> dict[str, int]:
         """Requests made so far by outcome, for logs and (through the crawler process) the metrics."""
         return self._client.stats.snapshot()
+
+    @property
+    def config_requests(self) -> int:
+        """Config blob GETs made so far (also counted, by outcome, in ``request_counts``)."""
+        return self._client.config_requests
+
+    def config_dates(self) -> dict[str, float | None]:
+        """The creation time of every config the last crawl used, by digest: to keep across restarts and give
+        back as ``known_configs``. Configs whose creation time could not be read are left out (read again)."""
+        with self._configs_lock:
+            return {digest: created for digest, created in self._configs.items()
+                    if not isinstance(created, _Unreadable)}
 
     def close(self) -> None:
         self._client.close()
@@ -179,19 +254,26 @@ class BuiltinCrawler:
 
         if catalog and len(run.errors) == len(catalog):
             raise CrawlError(f"no repository could be read; the first error: {next(iter(run.errors.values()))}")
-        return self._listing(catalog, run.tags, run.images, run.errors)
+        listing = self._listing(catalog, run.tags, run.images, run.errors)
+        if listing.warnings:
+            # One argument per warning: the text log escapes arguments, which carry the registry's names.
+            log.warning("%d tags without a creation time:" + "\n  %s" * len(listing.warnings),
+                        len(listing.warnings), *listing.warnings)
+        return listing
 
     def _listing(self, catalog: list[str], tags: dict[str, list[str]],
-                 images: dict[tuple[str, str], ResolvedImage], errors: dict[str, str]) -> Listing:
+                 images: dict[tuple[str, str], _Tag], errors: dict[str, str]) -> Listing:
         repositories = []
         layer_sizes: dict[str, int] = {}
+        warnings = []
         for name in catalog:
             if name in errors:
                 repositories.append(RepositoryListing(name, None))
                 continue
             listed = []
             for tag in tags[name]:
-                image = images[(name, tag)]
+                resolved = images[(name, tag)]
+                image = resolved.image
                 layer_sizes.update(image.layers)
                 listed.append(ImageListing(
                     tag=tag,
@@ -199,20 +281,27 @@ class BuiltinCrawler:
                     digest=image.digest,
                     media_type=image.media_type,
                     platforms=image.platforms,
+                    created=resolved.created,
                 ))
+                if resolved.warning is not None:
+                    warnings.append(resolved.warning)
             repositories.append(RepositoryListing(name, tuple(listed)))
-        self._prune(images)
-        return Listing(tuple(repositories), layer_sizes, tuple(errors[name] for name in catalog if name in errors))
+        self._prune({key: resolved.image for key, resolved in images.items()})
+        return Listing(tuple(repositories), layer_sizes, tuple(errors[name] for name in catalog if name in errors),
+                       tuple(warnings))
 
     def _prune(self, images: dict[tuple[str, str], ResolvedImage]) -> None:
         """Forget what no tag uses any more, so the caches follow the registry instead of growing."""
         used = {image.digest: image for image in images.values()}
         children = {child for image in used.values() for child in image.children}
         layers = {layer for image in used.values() for layer, _ in image.layers}
+        configs = {config.digest for image in used.values() for config in image.configs}
         self._tag_digests = {key: image.digest for key, image in images.items()}
         self._images = used
         self._children = {digest: child for digest, child in self._children.items() if digest in children}
         self._blob_sizes = {digest: size for digest, size in self._blob_sizes.items() if digest in layers}
+        with self._configs_lock:
+            self._configs = {digest: created for digest, created in self._configs.items() if digest in configs}
 
     def _report(self, done: int, total: int, started: float, requests_before: int) -> None:
         requests = self._client.stats.total - requests_before
@@ -225,7 +314,12 @@ class BuiltinCrawler:
             done, total, requests, requests / elapsed, "unknown" if eta != eta else f"{eta:.0f}s",
         )
 
-    def _resolve_tag(self, repository: str, tag: str) -> ResolvedImage:
+    def _resolve_tag(self, repository: str, tag: str) -> _Tag:
+        image = self._resolve_image(repository, tag)
+        created, warning = self._created(repository, image)
+        return _Tag(image, created, None if warning is None else f"{repository}:{tag}: created unknown: {warning}")
+
+    def _resolve_image(self, repository: str, tag: str) -> ResolvedImage:
         known = self._tag_digests.get((repository, tag))
         fetched = self._client.manifest(repository, tag, known_digest=known if known in self._images else None)
         if fetched is None:
@@ -241,22 +335,33 @@ class BuiltinCrawler:
 
     def _resolve(self, repository: str, digest: str, manifest: Manifest) -> ResolvedImage:
         if isinstance(manifest, ImageManifest):
-            return ResolvedImage(digest, manifest.media_type, manifest.layers, ())
+            own = () if manifest.config is None else (manifest.config,)
+            return ResolvedImage(digest, manifest.media_type, manifest.layers, (), configs=own)
         if isinstance(manifest, Schema1Manifest):
             sizes = tuple((blob, self._blob_size(repository, blob)) for blob in manifest.blobs)
-            return ResolvedImage(digest, manifest.media_type, sizes, ())
-        # A multi-platform tag holds the union of its platforms' layers (attestations included).
+            return ResolvedImage(digest, manifest.media_type, sizes, (), created=manifest.created,
+                                 created_error=manifest.created_error)
+        # A multi-platform tag holds the union of its platforms' layers (attestations included), and was created
+        # when its newest platform was (attestations, which are no platform, excluded).
         union: dict[str, int] = {}
         platforms = []
+        configs: dict[ConfigRef, None] = {}
+        inline: list[float] = []
+        inline_error = None
         for child in manifest.children:
-            for layer, size in self._child(repository, child.digest).layers:
+            resolved = self._child(repository, child.digest)
+            for layer, size in resolved.layers:
                 union.setdefault(layer, size)
             if child.platform is not None:
                 platforms.append(child.platform)
+                configs.update(dict.fromkeys(resolved.configs))
+                inline.extend([resolved.created] if resolved.created is not None else [])
+                inline_error = inline_error or resolved.created_error
         children = tuple(child.digest for child in manifest.children)
-        return ResolvedImage(digest, manifest.media_type, tuple(union.items()), tuple(platforms), children)
+        return ResolvedImage(digest, manifest.media_type, tuple(union.items()), tuple(platforms), children,
+                             tuple(configs), max(inline, default=None), inline_error)
 
-    def _child(self, repository: str, digest: str) -> ImageManifest:
+    def _child(self, repository: str, digest: str) -> ResolvedImage:
         cached = self._children.get(digest)
         if cached is not None:
             return cached
@@ -265,11 +370,66 @@ class BuiltinCrawler:
         manifest = parse_manifest(fetched.body, fetched.content_type)
         if isinstance(manifest, IndexManifest):
             raise ManifestError(f"index {digest} nests another index, which registries do not push")
-        if isinstance(manifest, Schema1Manifest):
-            manifest = ImageManifest(manifest.media_type, tuple(
-                (blob, self._blob_size(repository, blob)) for blob in manifest.blobs))
-        self._children[digest] = manifest
-        return manifest
+        child = self._resolve(repository, digest, manifest)
+        self._children[digest] = child
+        return child
+
+    def _created(self, repository: str, image: ResolvedImage) -> tuple[float | None, str | None]:
+        """The image's creation time (the newest of its platforms'), or why it is unknown."""
+        if image.created_error is not None:
+            return None, image.created_error
+        dates = [] if image.created is None else [image.created]
+        for config in image.configs:
+            try:
+                created = self._config_created(repository, config)
+            except (RegistryError, ConfigError) as error:
+                # Unknown, rather than the newest of the others: this one may be the newest.
+                return None, str(error)
+            if created is not None:
+                dates.append(created)
+        return max(dates, default=None), None
+
+    def _config_created(self, repository: str, config: ConfigRef) -> float | None:
+        """A config's creation time: cached, being read by another thread (then waited for), or read now."""
+        while True:
+            with self._configs_lock:
+                if config.digest in self._configs:
+                    known = self._configs[config.digest]
+                    if isinstance(known, _Unreadable):
+                        raise ConfigError(f"config {repository}@{config.digest}: {known.reason}")
+                    return known
+                fetching = self._config_fetching.get(config.digest)
+                if fetching is None:
+                    self._config_fetching[config.digest] = fetching = threading.Event()
+                    break
+            # Another tag shares this config: its answer serves both. If that read fails, this tag tries itself.
+            fetching.wait()
+        try:
+            return self._read_config(repository, config)
+        finally:
+            with self._configs_lock:
+                del self._config_fetching[config.digest]
+            fetching.set()
+
+    def _read_config(self, repository: str, config: ConfigRef) -> float | None:
+        if config.size is not None and config.size > self._max_config_size and is_digest(config.digest):
+            # The manifest says so; the digest would not match any smaller body. Refused without a request.
+            raise ConfigError(f"config {repository}@{config.digest}: {config.size} bytes, more than the "
+                              f"{self._max_config_size} a config may have; not read")
+        # Transport and verification failures raise here and are not remembered: they may pass.
+        body = self._client.config_blob(repository, config.digest, self._max_config_size)
+        try:
+            created: float | None | _Unreadable = config_created(body)
+        except ConfigError as error:
+            created = _Unreadable(str(error))  # verified bytes: as unreadable next time, so not read again
+        with self._configs_lock:
+            if len(self._configs) < self._max_configs:
+                # When full, new dates are not kept rather than old ones evicted: crawls walk the registry in the
+                # same order every time, and an LRU would evict exactly what the next crawl is about to need.
+                self._configs[config.digest] = created
+        if isinstance(created, _Unreadable):
+            raise ConfigError(f"config {repository}@{config.digest}: {created.reason}")
+        return created
 
     def _blob_size(self, repository: str, blob: str) -> int:
         size = self._blob_sizes.get(blob)

@@ -3,7 +3,7 @@
 One pooled ``requests.Session`` with keep-alive; timeouts on every request; retries with backoff on
 connection errors, 429 and 5xx (honouring a capped ``Retry-After``) through urllib3's ``Retry``;
 tokens cached per scope until shortly before they expire and renewed on 401. Callers get lists,
-manifests and sizes, or a ``RegistryError``; never a ``Response``.
+manifests, sizes and (small, verified) config blobs, or a ``RegistryError``; never a ``Response``.
 
 What the registry answers is not trusted with where the next request goes, since every request
 carries the registry token: ``Link: rel="next"`` is followed only on the registry's own origin, and
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 MAX_RETRY_AFTER = 60.0
 DEFAULT_TOKEN_LIFETIME = 60.0
+# Image configs are a few KiB (a large one, with a long history, some 100 KiB); anything bigger is not read.
+MAX_CONFIG_SIZE = 1024 * 1024
+# Digest algorithms whose blobs can be verified; a blob that cannot be verified is not read.
+_VERIFIABLE = frozenset({"sha256", "sha384", "sha512"})
 
 # The distribution spec's grammar ("Pulling manifests"): a repository name is path components of lowercase
 # letters and digits joined by separators; a tag starts with a word character and has at most 128.
@@ -228,6 +232,14 @@ class RegistryClient:
         self._session = session
         self._timeout = timeout
         self.stats = stats
+        self._lock = threading.Lock()
+        self._config_requests = 0
+
+    @property
+    def config_requests(self) -> int:
+        """Config blob GETs made so far (each also counted by its outcome in ``stats``)."""
+        with self._lock:
+            return self._config_requests
 
     def close(self) -> None:
         self._session.close()
@@ -294,6 +306,37 @@ class RegistryClient:
         except (KeyError, ValueError):
             raise RegistryError(f"blob {repository}@{digest}: no Content-Length") from None
 
+    def config_blob(self, repository: str, digest: str, max_size: int = MAX_CONFIG_SIZE) -> bytes:
+        """An image config's bytes, at most ``max_size`` of them, verified against ``digest``."""
+        if not is_digest(digest):
+            raise RegistryError(f"config {repository}@{digest!r:.100}: not a digest, not requested")
+        what = f"config {repository}@{digest}"
+        algorithm = digest.partition(":")[0]
+        if algorithm not in _VERIFIABLE:
+            raise RegistryError(f"{what}: {algorithm} digests cannot be verified, not requested")
+        url = f"v2/{_path(repository)}/blobs/{digest}"
+        with self._lock:
+            self._config_requests += 1
+        # Streamed, so that a registry announcing or sending more than max_size costs no more than that.
+        response = self._request(_scope(repository), "GET", url, {}, allow_redirects=True, stream=True)
+        with response:
+            self._expect_ok(response, what)
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > max_size:
+                raise RegistryError(f"{what}: {announced} bytes, more than the {max_size} a config may have; not read")
+            body = bytearray()
+            try:
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > max_size:
+                        raise RegistryError(f"{what}: more than the {max_size} bytes a config may have; not read")
+            except requests.RequestException as error:
+                raise RegistryError(f"{what}: {_describe(error)}") from None
+        actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+        if actual != digest:
+            raise RegistryError(f"{what}: digest mismatch (got {actual})")
+        return bytes(body)
+
     def _pages(self, scope: str, path: str, key: str) -> Iterator[list[str]]:
         url: str | None = f"{path}?n={PAGE_SIZE}"
         first = True
@@ -325,7 +368,7 @@ class RegistryClient:
                                     "not followed")
 
     def _request(self, scope: str, method: str, url: str, headers: dict[str, str],
-                 allow_redirects: bool = False) -> requests.Response:
+                 allow_redirects: bool = False, stream: bool = False) -> requests.Response:
         absolute = urljoin(self._base, url)
         if _origin(absolute) != self._origin:  # what _pages checks, here too: no token leaves the registry
             raise RegistryError(f"{method} {_shown(absolute)!r:.100}: not the registry's origin, not requested")
@@ -334,7 +377,7 @@ class RegistryClient:
             try:
                 response = self._session.request(
                     method, absolute, headers={**headers, "Authorization": f"Bearer {token}"},
-                    timeout=self._timeout, allow_redirects=allow_redirects,
+                    timeout=self._timeout, allow_redirects=allow_redirects, stream=stream,
                 )
             except requests.RequestException as error:
                 self.stats.count("error")
@@ -342,6 +385,7 @@ class RegistryClient:
             self.stats.count(str(response.status_code))
             if response.status_code == 401 and attempt == 1:
                 # Expired or revoked early: fetch a new token once.
+                response.close()
                 self._tokens.invalidate(scope, token)
                 continue
             return response

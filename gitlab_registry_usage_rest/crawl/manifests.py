@@ -5,6 +5,9 @@
   pushes these by default), plus attestation manifests (platform ``unknown/unknown``).
 - Docker schema 1 lists layer digests without sizes; their sizes come from blob HEAD requests.
 
+An image's creation time is its config's ``created`` (``config_created``): schema 2 and OCI manifests name
+their config blob (``ImageManifest.config``), schema 1 manifests carry it in their newest history entry.
+
 Every digest is checked against the OCI grammar before anything uses it: child manifests and schema 1
 blobs are fetched by digest, so a digest like ``sha256:../../x`` or one with ``?``, ``#`` or ``/`` would
 otherwise steer a request, with the registry token, to another path of the registry.
@@ -12,9 +15,11 @@ otherwise steer a request, with the registry token, to another path of the regis
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeGuard
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -32,6 +37,19 @@ ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFE
 # encodes as lowercase hex, which also keeps the digest a single, inert URL path segment.
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-f0-9]{32,128}")
 
+# An image config's types; a manifest whose config has another type is an artifact (a Helm chart, a signature
+# or the OCI empty descriptor), whose config is no image config and has no creation time to read.
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+_CONFIG_TYPES = frozenset({DOCKER_CONFIG, OCI_CONFIG})
+
+# RFC 3339 date-time, as Go's time.RFC3339Nano writes it (up to nine fractional digits) and people read it.
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?"
+                      r"(?:([Zz])|([+-])(\d{2}):(\d{2}))", re.ASCII)
+# Earlier creation times are placeholders: reproducible builds write 1970 (SOURCE_DATE_EPOCH=0) or 1980, Go's zero
+# time is year 1. They say the time is unknown, not that the image is old.
+EARLIEST_CREATED = 946_684_800.0  # 2000-01-01T00:00:00Z
+
 _IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 _INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 _SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
@@ -41,12 +59,26 @@ class ManifestError(ValueError):
     """A manifest we cannot make sense of: not JSON, an unknown type, or fields missing or of the wrong type."""
 
 
+class ConfigError(ValueError):
+    """An image config, or a schema 1 history entry, whose creation time cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRef:
+    """The image config a manifest names: its digest as written (checked before any request) and declared size."""
+
+    digest: str
+    size: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class ImageManifest:
-    """A single-platform image: its layers with their sizes, in manifest order, duplicates removed."""
+    """A single-platform image: its layers with their sizes, in manifest order, duplicates removed, and its config
+    (``None`` when it has none, or one that is not an image config)."""
 
     media_type: str
     layers: tuple[tuple[str, int], ...]
+    config: ConfigRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +98,13 @@ class IndexManifest:
 
 @dataclass(frozen=True, slots=True)
 class Schema1Manifest:
-    """Layer digests only; the sizes need one HEAD request per distinct blob."""
+    """Layer digests only; the sizes need one HEAD request per distinct blob. The creation time comes with the
+    manifest (its newest history entry); ``created_error`` says why it could not be read, if it could not."""
 
     media_type: str
     blobs: tuple[str, ...]
+    created: float | None = None
+    created_error: str | None = None
 
 
 Manifest = ImageManifest | IndexManifest | Schema1Manifest
@@ -94,7 +129,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     if document.get("schemaVersion") == 1 or media_type in _SCHEMA1_TYPES:
         return _schema1(document)
     if media_type in _IMAGE_TYPES or (not media_type and "layers" in document):
-        return ImageManifest(media_type or OCI_MANIFEST, _layers(document))
+        return ImageManifest(media_type or OCI_MANIFEST, _layers(document), _config(document))
     if media_type in _INDEX_TYPES or (not media_type and "manifests" in document):
         return IndexManifest(media_type or OCI_INDEX, _children(document))
     raise ManifestError(f"unsupported manifest type {media_type!r}")
@@ -109,6 +144,19 @@ def _layers(document: dict[str, Any]) -> tuple[tuple[str, int], ...]:
         digest, size = _descriptor(layer)
         found.setdefault(digest, size)
     return tuple(found.items())
+
+
+def _config(document: dict[str, Any]) -> ConfigRef | None:
+    """The config descriptor, unchecked: a bad one costs the image its creation time (reported), not its figures."""
+    config = document.get("config")
+    if not isinstance(config, dict):
+        return None
+    media_type = config.get("mediaType")
+    if media_type and media_type not in _CONFIG_TYPES:
+        return None
+    digest, size = config.get("digest"), config.get("size")
+    valid_size = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+    return ConfigRef(digest if isinstance(digest, str) else repr(digest), size if valid_size else None)
 
 
 def _descriptor(entry: Any) -> tuple[str, int]:
@@ -161,4 +209,54 @@ def _schema1(document: dict[str, Any]) -> Schema1Manifest:
         if not is_digest(blob):
             raise ManifestError(f"fsLayer without a valid blobSum: {blob!r:.100}")
         blobs[blob] = None
-    return Schema1Manifest(DOCKER_SCHEMA1_SIGNED, tuple(blobs))
+    try:
+        return Schema1Manifest(DOCKER_SCHEMA1_SIGNED, tuple(blobs), _schema1_created(document))
+    except ConfigError as error:
+        return Schema1Manifest(DOCKER_SCHEMA1_SIGNED, tuple(blobs), None, str(error))
+
+
+def _schema1_created(document: dict[str, Any]) -> float | None:
+    """The first history entry is the newest (the image's own config, as the schema 2 conversion writes it)."""
+    history = document.get("history")
+    if not history:
+        return None
+    if not isinstance(history, list) or not isinstance(history[0], dict):
+        raise ConfigError("schema 1 'history' is not a list of objects")
+    compatibility = history[0].get("v1Compatibility")
+    if not isinstance(compatibility, str):
+        raise ConfigError("schema 1 history entry without 'v1Compatibility'")
+    return config_created(compatibility.encode())
+
+
+def config_created(body: bytes) -> float | None:
+    """An image config's ``created`` as a UNIX timestamp; ``None`` if absent or a placeholder before 2000."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigError("not a JSON object")
+    return parse_created(document.get("created"))
+
+
+def parse_created(value: object) -> float | None:
+    """An RFC 3339 time (fractional seconds and offset optional and any) as a UNIX timestamp; ``None`` for none
+    (absent, or before 2000: reproducible builds' placeholders)."""
+    if value is None:
+        return None
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"'created' is not an RFC 3339 time: {value!r:.100}")
+    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    fraction, zulu, sign, offset_hours, offset_minutes = match.group(7, 8, 9, 10, 11)
+    try:
+        datetime(year, month, day, hour, minute, min(second, 59))  # checks the calendar; 60 is a leap second
+    except ValueError:
+        raise ConfigError(f"'created' is not a valid time: {value!r:.100}") from None
+    offset = 0 if zulu else (1 if sign == "+" else -1) * (int(offset_hours) * 3600 + int(offset_minutes) * 60)
+    if not zulu and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        raise ConfigError(f"'created' has no valid offset: {value!r:.100}")
+    seconds = calendar.timegm((year, month, day, hour, minute, second)) - offset
+    # One division of exact integers: the nearest float, the same value datetime.timestamp() gives.
+    timestamp = (seconds * 10**9 + int((fraction or "").ljust(9, "0"))) / 10**9
+    return timestamp if timestamp >= EARLIEST_CREATED else None

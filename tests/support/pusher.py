@@ -31,7 +31,8 @@ ACCEPT_ANY_MANIFEST = ", ".join((DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANI
 
 ImageFormat = Literal["docker", "oci"]
 
-# A fixed creation time keeps config blobs, and so manifest digests, the same for the same layers.
+# A fixed creation time keeps config blobs, and so manifest digests, the same for the same layers. It is written in
+# the history entries only: a config without a top-level ``created`` has no creation time, unless a test gives one.
 _CREATED = "2024-01-01T00:00:00Z"
 
 
@@ -103,6 +104,10 @@ class PushedImage:
     def distinct_layer_size(self) -> int:
         """Bytes of the image's layers counting each digest once: what a pull transfers besides config and manifest."""
         return sum(dict(self.layers).values())
+
+
+# What an index lists: an image already pushed, or one to push: (platform, layers) or (platform, layers, created).
+IndexEntry = PushedImage | tuple[Platform, Sequence[bytes]] | tuple[Platform, Sequence[bytes], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +260,14 @@ class Pusher:
         media_type: ImageFormat = "docker",
         platform: Platform = Platform(),
         config_extra: Mapping[str, Any] | None = None,
+        created: str | None = None,
     ) -> PushedImage:
-        """Push a Docker schema 2 or OCI image of ``layers`` (in that order) under ``tag``."""
-        return self._push_image(repo, tag, layers, _MEDIA_TYPES[media_type], platform, config_extra or {})
+        """Push a Docker schema 2 or OCI image of ``layers`` (in that order) under ``tag``.
+
+        ``created`` (an RFC 3339 string, written as given) becomes the config's ``created`` and every history
+        entry's; without it the config has no ``created`` and its bytes are what they always were.
+        """
+        return self._push_image(repo, tag, layers, _MEDIA_TYPES[media_type], platform, config_extra or {}, created)
 
     def _push_image(
         self,
@@ -267,14 +277,17 @@ class Pusher:
         media_types: _MediaTypes,
         platform: Platform,
         config_extra: Mapping[str, Any],
+        created: str | None = None,
     ) -> PushedImage:
         config = {
+            **({} if created is None else {"created": created}),
             **platform.as_json(),
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer) for layer in layers]},
             # Exactly one history entry per layer and none marked empty_layer: the registry converts schema 2 to
             # schema 1 with one fsLayer per history entry, adding its gzipped empty tar for each empty_layer one.
-            "history": [{"created": _CREATED, "created_by": f"layer {number}"} for number in range(len(layers))],
+            "history": [{"created": created or _CREATED, "created_by": f"layer {number}"}
+                        for number in range(len(layers))],
             **config_extra,
         }
         config_raw = json.dumps(config).encode()
@@ -305,15 +318,16 @@ class Pusher:
         self,
         repo: str,
         tag: str,
-        images: Sequence[PushedImage | tuple[Platform, Sequence[bytes]]],
+        images: Sequence[IndexEntry],
         *,
         media_type: ImageFormat = "oci",
         attestation: bool = False,
     ) -> PushedIndex:
         """Push a multi-platform OCI index or Docker manifest list under ``tag``, its new children by digest only.
 
-        ``images`` are images already in ``repo`` or (platform, layers) to push in ``media_type``'s format. With
-        ``attestation``, each image also gets a buildx-style attestation manifest listed as platform unknown/unknown.
+        ``images`` are images already in ``repo`` or (platform, layers) or (platform, layers, created) to push in
+        ``media_type``'s format. With ``attestation``, each image also gets a buildx-style attestation manifest
+        listed as platform unknown/unknown.
         """
         media_types = _MEDIA_TYPES[media_type]
         children = tuple(self._index_child(repo, image, media_types) for image in images)
@@ -344,12 +358,10 @@ class Pusher:
         digest = self._put_manifest(repo, tag, media_types.index, raw)
         return PushedIndex(repo, tag, digest, media_types.index, children, attestations)
 
-    def _index_child(
-        self, repo: str, image: PushedImage | tuple[Platform, Sequence[bytes]], media_types: _MediaTypes
-    ) -> PushedImage:
+    def _index_child(self, repo: str, image: IndexEntry, media_types: _MediaTypes) -> PushedImage:
         if not isinstance(image, PushedImage):
-            platform, layers = image
-            return self._push_image(repo, None, layers, media_types, platform, {})
+            platform, layers, *created = image
+            return self._push_image(repo, None, layers, media_types, platform, {}, *created)
         # An index can only list manifests of its own repository.
         if image.repo != repo:
             raise ValueError(f"image {image.digest} is in {image.repo!r}, not in {repo!r}")
