@@ -311,14 +311,15 @@ def slow(repositories: Mapping[str, Tags], args: Mapping[str, str], now: float,
                                for name, tags in chosen.items()}
 
 
-_tag = st.tuples(st.one_of(st.none(), st.integers(0, 5).map(float)), st.frozensets(st.integers(0, 6), max_size=4))
+# Few creation times, so that ties and tags created exactly older_than ago (kept: the boundary) come up often.
+_tag = st.tuples(st.sampled_from([None, 1.0, 2.0, 3.0]), st.frozensets(st.integers(0, 6), max_size=4))
 _repository = st.dictionaries(st.sampled_from(["latest", "v1", "v2", "x1", "x2", "v10"]), _tag, max_size=5)
 
 
 @given(
     repositories=st.dictionaries(st.sampled_from(NAMES), _repository, max_size=4),
     args=st.fixed_dictionaries({}, optional={
-        "keep_n": st.integers(0, 4).map(str), "older_than": st.integers(0, 5).map(lambda n: f"{n}s"),
+        "keep_n": st.integers(0, 4).map(str), "older_than": st.sampled_from(["3s", "4s", "5s"]),
         "name_regex": st.sampled_from([".*", "v.*", "x1|v2", "[vx]1", "v"]),
         "name_regex_keep": st.sampled_from(["v1", ".*2", "x.*"]),
     }),
