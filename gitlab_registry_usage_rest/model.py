@@ -52,7 +52,11 @@ class Listing:
 
 @dataclass(frozen=True, slots=True)
 class TagUsage:
-    """The figures served for one tag."""
+    """The figures served for one tag.
+
+    ``created`` is the image's build time (``ImageListing.created``); ``first_seen`` when this service first saw
+    the tag at its present digest (UNIX times, ``None`` where unknown).
+    """
 
     name: str
     size: int
@@ -61,6 +65,8 @@ class TagUsage:
     digest: str | None = None
     media_type: str | None = None
     platforms: tuple[str, ...] = ()
+    created: float | None = None
+    first_seen: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +90,15 @@ class RepositoryUsage:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything served between two refreshes; replaced whole, never changed."""
+    """Everything served between two refreshes; replaced whole, never changed.
+
+    ``errors`` are the crawl's repositories without figures, ``warnings`` what else it could not read.
+    """
 
     timestamp: float
     repositories: tuple[RepositoryUsage, ...]
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
     _index: Mapping[str, RepositoryUsage] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

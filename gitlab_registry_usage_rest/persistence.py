@@ -14,11 +14,14 @@ written through.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +30,61 @@ from .model import RepositoryUsage, Snapshot, TagUsage
 log = logging.getLogger(__name__)
 
 FORMAT = "gitlab-registry-usage-rest snapshot"
-VERSION = 1
+VERSION = 2
 # Timestamps a response can carry: datetime (Last-Modified, the pages' dates) ends with the year 9999.
 LATEST_TIMESTAMP = 253402300799.0
+# Config digest -> creation time kept with the snapshot; the builtin crawler keeps no more than this either.
+MAX_CONFIGS = 100_000
+
+ConfigDates = dict[str, float | None]
 
 
 class SnapshotFileError(ValueError):
     """The file exists but does not hold a snapshot this version can read."""
 
 
-def encode(snapshot: Snapshot) -> bytes:
-    """Version 1: the served figures, tags as compact arrays (loading must stay fast at 100,000 tags)."""
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What the data file holds: the snapshot and the config dates the crawler had (``{}`` if none)."""
+
+    snapshot: Snapshot
+    configs: Mapping[str, float | None]
+
+
+def encode(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None) -> bytes:
+    """Version 2: the served figures, tags as compact arrays (loading must stay fast at 100,000 tags).
+
+    Version 2 added each tag's ``created`` and ``first_seen``, the snapshot's ``warnings`` and ``configs``
+    (config digest -> creation time, so that a restarted crawler need not read every config again).
+    """
     return json.dumps(
         {
             "format": FORMAT,
             "version": VERSION,
             "timestamp": snapshot.timestamp,
             "errors": list(snapshot.errors),
+            "warnings": list(snapshot.warnings),
             "repositories": [
                 [repo.name, repo.size, repo.disk_size, repo.unique_size,
                  None if repo.tags is None else [
                      [tag.name, tag.size, tag.disk_size, tag.unique_size, tag.digest, tag.media_type,
-                      list(tag.platforms)]
+                      list(tag.platforms), tag.created, tag.first_seen]
                      for tag in repo.tags]]
                 for repo in snapshot.repositories
             ],
+            "configs": dict(itertools.islice((configs or {}).items(), MAX_CONFIGS)),
         },
         separators=(",", ":"),
     ).encode()
 
 
 def decode(data: bytes) -> Snapshot:
-    """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 file."""
+    """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 or 2 file."""
+    return decode_saved(data).snapshot
+
+
+def decode_saved(data: bytes) -> Saved:
+    """The snapshot and config dates in ``data`` (a version 1 file has no dates, created or first_seen)."""
     try:
         # NaN and Infinity are no JSON (RFC 8259), though Python's json reads them by default.
         document = json.loads(data, parse_constant=_refuse_constant)
@@ -68,31 +94,35 @@ def decode(data: bytes) -> Snapshot:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise SnapshotFileError("not a snapshot file")
     version = document.get("version")
-    if version != VERSION:
-        raise SnapshotFileError(f"format version {version!r}, this version reads {VERSION}")
+    if version not in (1, 2) or isinstance(version, bool):
+        raise SnapshotFileError(f"format version {version!r}, this version reads 1 and {VERSION}")
+    tag = _tag if version == 2 else _tag_version_1
     try:
-        return Snapshot(
+        snapshot = Snapshot(
             timestamp=_number(document["timestamp"]),
-            repositories=tuple(_repository(entry) for entry in _array(document["repositories"])),
+            repositories=tuple(_repository(entry, tag) for entry in _array(document["repositories"])),
             errors=tuple(_text(error) for error in _array(document["errors"])),
+            warnings=tuple(_text(warning) for warning in _array(document["warnings"])) if version == 2 else (),
         )
+        configs = _configs(document["configs"]) if version == 2 else {}
     except (KeyError, TypeError, ValueError) as error:
         raise SnapshotFileError(f"malformed content ({type(error).__name__}: {error})") from None
+    return Saved(snapshot, configs)
 
 
-def _repository(entry: Any) -> RepositoryUsage:
+def _repository(entry: Any, tag: Callable[[Any], TagUsage]) -> RepositoryUsage:
     name, size, disk_size, unique_size, tags = _array(entry)
     return RepositoryUsage(
         name=_text(name),
         size=_size(size, nullable=True),
         disk_size=_size(disk_size, nullable=True),
         unique_size=_size(unique_size, nullable=True),
-        tags=None if tags is None else tuple(_tag(tag) for tag in _array(tags)),
+        tags=None if tags is None else tuple(tag(each) for each in _array(tags)),
     )
 
 
 def _tag(entry: Any) -> TagUsage:
-    name, size, disk_size, unique_size, digest, media_type, platforms = _array(entry)
+    name, size, disk_size, unique_size, digest, media_type, platforms, created, first_seen = _array(entry)
     return TagUsage(
         name=_text(name),
         size=_size(size),
@@ -101,7 +131,21 @@ def _tag(entry: Any) -> TagUsage:
         digest=None if digest is None else _text(digest),
         media_type=None if media_type is None else _text(media_type),
         platforms=tuple(_text(platform) for platform in _array(platforms)),
+        created=None if created is None else _number(created),
+        first_seen=None if first_seen is None else _number(first_seen),
     )
+
+
+def _tag_version_1(entry: Any) -> TagUsage:
+    name, size, disk_size, unique_size, digest, media_type, platforms = _array(entry)
+    return _tag([name, size, disk_size, unique_size, digest, media_type, platforms, None, None])
+
+
+def _configs(value: Any) -> ConfigDates:
+    if not isinstance(value, dict) or len(value) > MAX_CONFIGS:
+        raise TypeError(f"expected at most {MAX_CONFIGS} config dates, found {value!r:.40}")
+    # The keys are strings (JSON's object keys are); the crawler checks that they are digests.
+    return {digest: None if created is None else _number(created) for digest, created in value.items()}
 
 
 def _array(value: Any) -> list[Any]:
@@ -144,8 +188,9 @@ class DataFile:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
-    def save(self, snapshot: Snapshot) -> bool:
-        """Replace the file with ``snapshot``; a failure is logged and leaves the old file in place."""
+    def save(self, snapshot: Snapshot, configs: Mapping[str, float | None] | None = None) -> bool:
+        """Replace the file with ``snapshot`` (and the crawler's config dates); a failure is logged and leaves
+        the old file in place."""
         temporary: Path | None = None
         try:
             _make_private_folders(self.path.parent)
@@ -153,7 +198,7 @@ class DataFile:
             descriptor, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             temporary = Path(name)
             with open(descriptor, "wb") as file:
-                file.write(encode(snapshot))
+                file.write(encode(snapshot, configs))
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)
@@ -176,6 +221,11 @@ class DataFile:
 
     def load(self) -> Snapshot | None:
         """The saved snapshot, or None: missing is normal, unreadable content is moved aside."""
+        saved = self.load_saved()
+        return None if saved is None else saved.snapshot
+
+    def load_saved(self) -> Saved | None:
+        """The saved snapshot with its config dates, or None (see ``load``)."""
         started = time.monotonic()
         try:
             data = self.path.read_bytes()
@@ -186,7 +236,7 @@ class DataFile:
             log.error("could not read the data file %s: %s", self.path, error)
             return None
         try:
-            snapshot = decode(data)
+            saved = decode_saved(data)
         except SnapshotFileError as error:
             aside = self._aside_path()
             try:
@@ -196,12 +246,14 @@ class DataFile:
                 where = f"and could not be moved aside: {move_error}"
             log.warning("ignoring the data file %s, %s: %s", self.path, where, error)
             return None
+        snapshot = saved.snapshot
         log.info(
-            "loaded %d repositories from %s (data of %s) in %.2fs",
+            "loaded %d repositories from %s (data of %s, %d config dates) in %.2fs",
             len(snapshot.repositories), self.path,
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.timestamp)), time.monotonic() - started,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot.timestamp)), len(saved.configs),
+            time.monotonic() - started,
         )
-        return snapshot
+        return saved
 
     def _aside_path(self) -> Path:
         """A name no earlier unreadable file took: os.replace onto one from the same second would delete it."""

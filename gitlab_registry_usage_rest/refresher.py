@@ -68,7 +68,8 @@ class Refresher:
         log.info("refresh started")
         try:
             listing = self._crawler.crawl()
-            snapshot = build_snapshot(listing, timestamp=self._clock())
+            # The served snapshot is the previous one: tags still at their digest keep their first_seen.
+            snapshot = build_snapshot(listing, timestamp=self._clock(), previous=self._snapshots.current())
         except Exception as error:  # any failure must leave the last good snapshot served
             message = f"{type(error).__name__}: {error}"
             self._state.finished(self._clock(), message, error_kind(error))

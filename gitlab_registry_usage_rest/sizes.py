@@ -13,10 +13,15 @@
 The library finds each layer's owner by scanning every tag for every layer (layers x tags); one pass
 over the (tag, layer) pairs gives the same owners and reference counts, so the cost here is linear
 in that number.
+
+A tag's ``first_seen`` (new) is carried from the previous snapshot while the tag keeps its digest (or, for
+a collector that reports no digests, while it exists); a new tag, or one moved to another digest, gets the
+new snapshot's time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .model import ImageListing, Listing, RepositoryUsage, Snapshot, TagUsage
@@ -58,8 +63,27 @@ def _scan(listing: Listing) -> tuple[list[tuple[int, ImageListing]], dict[str, _
     return tags, layers
 
 
-def compute_usage(listing: Listing) -> tuple[RepositoryUsage, ...]:
-    """The served figures of every repository and tag of a crawl."""
+# (repository, tag) -> (digest, first_seen): what the previous snapshot knew of each tag.
+FirstSeen = Mapping[tuple[str, str], tuple[str | None, float]]
+
+
+def first_seen_index(snapshot: Snapshot | None) -> dict[tuple[str, str], tuple[str | None, float]]:
+    """Each tag's digest and ``first_seen`` in ``snapshot``, for the next ``build_snapshot``; one pass."""
+    index: dict[tuple[str, str], tuple[str | None, float]] = {}
+    for repository in snapshot.repositories if snapshot is not None else ():
+        for tag in repository.tags or ():
+            if tag.first_seen is not None:
+                index[repository.name, tag.name] = (tag.digest, tag.first_seen)
+    return index
+
+
+def compute_usage(listing: Listing, seen_at: float | None = None,
+                  previous: FirstSeen | None = None) -> tuple[RepositoryUsage, ...]:
+    """The served figures of every repository and tag of a crawl.
+
+    ``first_seen`` comes from ``previous`` where the tag has the same digest there, else it is ``seen_at``.
+    """
+    previous = previous or {}
     sizes = listing.layer_sizes
     tags, layers = _scan(listing)
     disk_sizes = [0] * len(tags)
@@ -72,6 +96,10 @@ def compute_usage(listing: Listing) -> tuple[RepositoryUsage, ...]:
 
     usages: list[list[TagUsage]] = [[] for _ in listing.repositories]
     for tag_index, (repo_index, image) in enumerate(tags):
+        first_seen = seen_at
+        known = previous.get((listing.repositories[repo_index].name, image.tag))
+        if known is not None and known[0] == image.digest:
+            first_seen = known[1]
         size = unique = 0
         for digest in image.layers:
             layer_size = sizes[digest]
@@ -81,6 +109,7 @@ def compute_usage(listing: Listing) -> tuple[RepositoryUsage, ...]:
         usages[repo_index].append(TagUsage(
             name=image.tag, size=size, disk_size=disk_sizes[tag_index], unique_size=unique,
             digest=image.digest, media_type=image.media_type, platforms=image.platforms,
+            created=image.created, first_seen=first_seen,
         ))
 
     repositories = []
@@ -99,6 +128,7 @@ def compute_usage(listing: Listing) -> tuple[RepositoryUsage, ...]:
     return tuple(repositories)
 
 
-def build_snapshot(listing: Listing, timestamp: float) -> Snapshot:
-    """Freeze a crawl into what the service serves."""
-    return Snapshot(timestamp=timestamp, repositories=compute_usage(listing), errors=listing.errors)
+def build_snapshot(listing: Listing, timestamp: float, previous: Snapshot | None = None) -> Snapshot:
+    """Freeze a crawl into what the service serves; tags keep their ``first_seen`` from ``previous``."""
+    return Snapshot(timestamp=timestamp, repositories=compute_usage(listing, timestamp, first_seen_index(previous)),
+                    errors=listing.errors, warnings=listing.warnings)

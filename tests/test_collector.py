@@ -61,6 +61,29 @@ def test_failed_refresh_keeps_the_last_snapshot_and_records_why(caplog: pytest.L
     assert state.current().succeeded is True and state.current().refreshes == 3
 
 
+def tags_at(**digests: str) -> Listing:
+    return Listing((RepositoryListing("a", tuple(ImageListing(tag, ("l",), digest=digest)
+                                                 for tag, digest in digests.items())),), {"l": 3})
+
+
+def test_refresh_keeps_first_seen_of_tags_at_their_digest_across_a_failed_refresh() -> None:
+    holder, state = SnapshotHolder(), RefreshState()
+    clock = iter(range(100, 200)).__next__
+    refresher = Refresher(ScriptedCrawler(tags_at(kept="sha256:1", moved="sha256:2"), RuntimeError("down"),
+                                          tags_at(kept="sha256:1", moved="sha256:3", new="sha256:1")),
+                          holder, state, interval=3600, clock=lambda: float(clock()))
+    assert refresher.run_once() is True
+    first = holder.current()
+    assert first is not None
+    first_time = first.timestamp
+    assert refresher.run_once() is False
+    assert refresher.run_once() is True
+    snapshot = holder.current()
+    assert snapshot is not None and snapshot.timestamp > first_time
+    assert {tag.name: tag.first_seen for tag in snapshot.repositories[0].tags or ()} == {
+        "kept": first_time, "moved": snapshot.timestamp, "new": snapshot.timestamp}
+
+
 def test_thread_refreshes_at_once_and_again_when_triggered() -> None:
     crawler = ScriptedCrawler(one_repo("a"))
     refresher = Refresher(crawler, SnapshotHolder(), RefreshState(), interval=3600)

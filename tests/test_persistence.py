@@ -38,9 +38,9 @@ def every_field_kind() -> Snapshot:
             RepositoryUsage("group/sub/project", 230, 30, 30, (
                 TagUsage("1.0", 110, 10, 10, digest="sha256:" + "a" * 64,
                          media_type="application/vnd.oci.image.index.v1+json",
-                         platforms=("linux/amd64", "linux/arm64/v8")),
+                         platforms=("linux/amd64", "linux/arm64/v8"), created=1686825296.789, first_seen=1521796000),
                 TagUsage("latest", 120, 20, 20, digest="sha256:" + "b" * 64,
-                         media_type="application/vnd.docker.distribution.manifest.v2+json"),
+                         media_type="application/vnd.docker.distribution.manifest.v2+json", first_seen=1.5),
             )),
             RepositoryUsage("broken", None, None, None, None),
             RepositoryUsage("empty", 0, 0, 0, ()),
@@ -49,6 +49,7 @@ def every_field_kind() -> Snapshot:
             )),
         ),
         errors=("broken: tags/list answered 500", "quoted \"text\" and a backslash \\"),
+        warnings=("group/sub/project:1.0: config sha256:... answered 500",),
     )
 
 
@@ -82,8 +83,8 @@ def test_file_names_its_format_and_version(tmp_path: Path) -> None:
     path = tmp_path / "snapshot.json"
     DataFile(str(path)).save(Snapshot(5.0, ()))
     assert json.loads(path.read_bytes()) == {
-        "format": "gitlab-registry-usage-rest snapshot", "version": 1, "timestamp": 5.0, "errors": [],
-        "repositories": [],
+        "format": "gitlab-registry-usage-rest snapshot", "version": 2, "timestamp": 5.0, "errors": [],
+        "warnings": [], "repositories": [], "configs": {},
     }
 
 
@@ -105,6 +106,30 @@ def test_version_1_file_written_by_hand_loads_to_the_exact_snapshot(tmp_path: Pa
         ),
         errors=("x: timeout",),
     )
+
+
+def test_version_1_file_loads_with_no_creation_times_first_seen_warnings_or_config_dates(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_bytes(
+        b'{"format":"gitlab-registry-usage-rest snapshot","version":1,"timestamp":5,"errors":[],'
+        b'"repositories":[["app",1,1,1,[["v1",1,1,1,null,null,[]]]]]}'
+    )
+    saved = DataFile(str(path)).load_saved()
+    assert saved is not None and saved.configs == {}
+    assert saved.snapshot == Snapshot(5.0, (RepositoryUsage("app", 1, 1, 1, (TagUsage("v1", 1, 1, 1),)),))
+    tag = saved.snapshot.repositories[0].tag("v1")
+    assert tag is not None and (tag.created, tag.first_seen) == (None, None)
+    assert saved.snapshot.warnings == ()
+
+
+def test_config_dates_round_trip_beside_the_snapshot(tmp_path: Path) -> None:
+    configs = {"sha256:" + "c" * 64: 1686825296.789, "sha256:" + "d" * 64: None}
+    data_file = DataFile(str(tmp_path / "snapshot.json"))
+    assert data_file.save(every_field_kind(), configs) is True
+    saved = data_file.load_saved()
+    assert saved is not None
+    assert (saved.snapshot, saved.configs) == (every_field_kind(), configs)
+    assert data_file.load() == every_field_kind()
 
 
 def test_hundred_thousand_tags_round_trip(tmp_path: Path) -> None:
@@ -315,9 +340,10 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         (b'"gitlab-registry-usage-rest snapshot"', "not a snapshot file"),
         (b"{}", "not a snapshot file"),
         (changed(lambda d: d.update(format="gitlab-registry-usage snapshot")), "not a snapshot file"),
-        (changed(lambda d: d.update(version=2)), "format version 2, this version reads 1"),
-        (changed(lambda d: d.update(version="1")), "format version '1', this version reads 1"),
-        (changed(lambda d: d.pop("version")), "format version None, this version reads 1"),
+        (changed(lambda d: d.update(version=3)), "format version 3, this version reads 1 and 2"),
+        (changed(lambda d: d.update(version="1")), "format version '1', this version reads 1 and 2"),
+        (changed(lambda d: d.update(version=True)), "format version True, this version reads 1 and 2"),
+        (changed(lambda d: d.pop("version")), "format version None, this version reads 1 and 2"),
         (changed(lambda d: d.pop("timestamp")), "KeyError: 'timestamp'"),
         (changed(lambda d: d.update(timestamp="yesterday")), "expected a timestamp, found 'yesterday'"),
         (changed(lambda d: d.update(repositories={"app": [1, 1, 1, None]})), "expected an array, found {'app'"),
@@ -328,7 +354,7 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         (changed(lambda d: first_tag(d).__setitem__(1, 110.0)), "expected a size in bytes, found 110.0"),
         (changed(lambda d: first_tag(d).__setitem__(1, True)), "expected a size in bytes, found True"),
         (changed(lambda d: first_tag(d).__setitem__(3, None)), "expected a size in bytes, found None"),
-        (changed(lambda d: first_tag(d).pop()), "not enough values to unpack (expected 7, got 6)"),
+        (changed(lambda d: first_tag(d).pop()), "not enough values to unpack (expected 9, got 8)"),
         (changed(lambda d: d["repositories"][0].append(0)), "too many values to unpack (expected 5)"),
         (changed(lambda d: first_tag(d).__setitem__(6, "linux/amd64")), "expected an array, found 'linux/amd64'"),
         (changed(lambda d: first_tag(d).__setitem__(0, 1.0)), "expected a string, found 1.0"),
@@ -344,18 +370,30 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         (changed(lambda d: first_tag(d).__setitem__(2, float("inf"))), "Infinity is not a number JSON allows"),
         (changed(lambda d: first_tag(d).__setitem__(3, -float("inf"))), "-Infinity is not a number JSON allows"),
         (GOOD.replace(b'["1.0",110,', b'["1.0",1e400,'), "expected a size in bytes, found inf"),
+        (changed(lambda d: first_tag(d).__setitem__(7, float("nan"))), "NaN is not a number JSON allows"),
+        (GOOD.replace(b'1686825296.789', b'1e400'), "timestamp inf is not a time between 1970 and 9999"),
+        (changed(lambda d: first_tag(d).__setitem__(8, "yesterday")), "expected a timestamp, found 'yesterday'"),
+        (changed(lambda d: first_tag(d).__setitem__(8, -1)), "timestamp -1 is not a time between 1970 and 9999"),
+        (changed(lambda d: d.pop("warnings")), "KeyError: 'warnings'"),
+        (changed(lambda d: d.update(warnings=[1])), "expected a string, found 1"),
+        (changed(lambda d: d.update(configs=[])), "expected at most 100000 config dates, found []"),
+        (changed(lambda d: d.update(configs={"sha256:c": "1970"})), "expected a timestamp, found '1970'"),
+        (changed(lambda d: d.update(configs={"sha256:c": float("inf")})), "Infinity is not a number JSON allows"),
     ],
     ids=[
         "truncated-after-1-byte", "truncated-at-a-third", "truncated-inside-a-tag-name", "truncated-last-byte",
         "empty", "binary", "not-utf-8", "html-error-page", "nested-too-deep",
-        "array", "string", "empty-object", "wrong-format-name", "future-version-2", "version-as-string",
-        "no-version", "no-timestamp", "timestamp-as-string", "repositories-as-object", "errors-as-string",
+        "array", "string", "empty-object", "wrong-format-name", "future-version-3", "version-as-string",
+        "version-as-bool", "no-version", "no-timestamp", "timestamp-as-string", "repositories-as-object",
+        "errors-as-string",
         "negative-repository-size", "negative-tag-disk-size", "size-as-string", "size-as-float", "size-as-bool",
         "tag-unique-size-null", "tag-missing-a-field", "repository-extra-field", "platforms-as-string",
         "tag-name-as-number", "timestamp-nan", "timestamp-infinity", "timestamp-minus-infinity",
         "timestamp-overflowing-to-infinity", "timestamp-huge-integer", "timestamp-after-year-9999",
         "timestamp-before-1970", "repository-size-nan", "tag-size-infinity", "tag-size-minus-infinity",
-        "tag-size-overflowing-to-infinity",
+        "tag-size-overflowing-to-infinity", "created-nan", "created-overflowing-to-infinity",
+        "first-seen-as-string", "first-seen-before-1970", "no-warnings", "warning-as-number", "configs-as-array",
+        "config-date-as-string", "config-date-infinity",
     ],
 )
 def test_unreadable_file_is_none_and_moved_aside_unchanged_with_a_warning(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping
 
 import pytest
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing, Snapshot
 from gitlab_registry_usage_rest.sizes import build_snapshot, compute_usage
 
 
@@ -158,3 +159,63 @@ def test_unique_sizes_match_their_definition_on_random_registries(seed: int) -> 
             tag_figures = usage[name][1]
             assert tag_figures is not None
             assert tag_figures[tag] == sum(sizes[layer] for layer in set(layers) - others)
+
+
+def first_seen(snapshot: Snapshot) -> dict[str, float | None]:
+    return {f"{repo.name}:{tag.name}": tag.first_seen for repo in snapshot.repositories for tag in repo.tags or ()}
+
+
+def crawl(tags: Mapping[str, str | None], created: float | None = None) -> Listing:
+    """One repository per "repository:tag" key, each tag at the digest given (``None``: the library backend)."""
+    repositories: dict[str, list[ImageListing]] = {}
+    for name, digest in tags.items():
+        repository, tag = name.split(":")
+        repositories.setdefault(repository, []).append(ImageListing(tag, ("l",), digest=digest, created=created))
+    return Listing(tuple(RepositoryListing(name, tuple(images)) for name, images in repositories.items()), {"l": 1})
+
+
+def test_first_seen_is_the_snapshots_time_without_a_previous_snapshot() -> None:
+    snapshot = build_snapshot(crawl({"a:v1": "sha256:1", "a:v2": None}), 100.0)
+    assert first_seen(snapshot) == {"a:v1": 100.0, "a:v2": 100.0}
+
+
+def test_first_seen_is_kept_at_the_same_digest_and_renewed_at_another_or_for_a_new_tag() -> None:
+    first = build_snapshot(crawl({"a:same": "sha256:1", "a:moved": "sha256:2", "b:same": "sha256:1"}), 100.0)
+    second = build_snapshot(
+        crawl({"a:same": "sha256:1", "a:moved": "sha256:3", "b:same": "sha256:1", "b:new": "sha256:1"}), 200.0,
+        previous=first)
+    assert first_seen(second) == {"a:same": 100.0, "a:moved": 200.0, "b:same": 100.0, "b:new": 200.0}
+    third = build_snapshot(crawl({"a:same": "sha256:1", "a:moved": "sha256:3"}), 300.0, previous=second)
+    assert first_seen(third) == {"a:same": 100.0, "a:moved": 200.0}
+
+
+def test_a_tag_deleted_and_pushed_again_is_seen_anew() -> None:
+    first = build_snapshot(crawl({"a:v1": "sha256:1", "a:other": "sha256:2"}), 100.0)
+    gone = build_snapshot(crawl({"a:other": "sha256:2"}), 200.0, previous=first)
+    back = build_snapshot(crawl({"a:v1": "sha256:1", "a:other": "sha256:2"}), 300.0, previous=gone)
+    assert first_seen(back) == {"a:v1": 300.0, "a:other": 100.0}
+
+
+def test_without_digests_first_seen_is_kept_per_repository_and_tag() -> None:
+    first = build_snapshot(crawl({"a:v1": None, "b:v1": None}), 100.0)
+    second = build_snapshot(crawl({"a:v1": None, "b:v1": "sha256:1", "a:v2": None}), 200.0, previous=first)
+    assert first_seen(second) == {"a:v1": 100.0, "b:v1": 200.0, "a:v2": 200.0}
+
+
+def test_a_previous_snapshot_without_first_seen_gives_the_new_time() -> None:
+    # A data file of format version 1 loads with first_seen None.
+    old = build_snapshot(crawl({"a:v1": "sha256:1"}), 100.0)
+    old_tags = old.repositories[0].tags or ()
+    old = Snapshot(100.0, (dataclasses.replace(old.repositories[0], tags=tuple(
+        dataclasses.replace(tag, first_seen=None) for tag in old_tags)),))
+    assert first_seen(build_snapshot(crawl({"a:v1": "sha256:1"}), 200.0, previous=old)) == {"a:v1": 200.0}
+
+
+def test_snapshot_carries_created_and_the_crawls_warnings() -> None:
+    listing = dataclasses.replace(crawl({"a:v1": "sha256:1"}, created=1686825296.0),
+                                  warnings=("a:v1: config sha256:c could not be read",))
+    snapshot = build_snapshot(listing, 100.0)
+    tag = snapshot.repositories[0].tag("v1")
+    assert tag is not None and tag.created == 1686825296.0
+    assert snapshot.warnings == ("a:v1: config sha256:c could not be read",)
+    assert snapshot.errors == ()
