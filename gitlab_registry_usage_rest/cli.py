@@ -29,6 +29,7 @@ from .state import RefreshState, SnapshotHolder
 
 if TYPE_CHECKING:
     from .crawl.process import ProcessCrawler
+    from .model import Snapshot
 
 PROG = "gitlab-registry-usage-rest"
 log = logging.getLogger(__name__)
@@ -102,12 +103,19 @@ def _run_service(config: Config) -> int:
     from .web.metrics import Metrics
 
     data_file = DataFile(config.general.data_file) if config.general.data_file else None
-    # The last good data from before the restart is served at once, while the first refresh runs.
-    snapshots, state = SnapshotHolder(data_file.load() if data_file else None), RefreshState()
-    crawler, registry_requests = _crawler(config, state)
+    # The last good data from before the restart is served at once, while the first refresh runs; the
+    # config dates saved with it spare the crawler a config request per image.
+    saved = data_file.load_saved() if data_file else None
+    snapshots, state = SnapshotHolder(saved.snapshot if saved else None), RefreshState()
+    crawler, registry_requests = _crawler(config, state, dict(saved.configs) if saved else {})
+
+    def save(snapshot: Snapshot) -> None:
+        if data_file is not None:
+            data_file.save(snapshot, crawler.config_dates())
+
     refresher = Refresher(
         crawler, snapshots, state, config.general.refresh_interval.total_seconds(),
-        on_snapshot=data_file.save if data_file else None,
+        on_snapshot=save if data_file else None,
     )
     metrics = Metrics(snapshots, state, registry_requests)
     app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
@@ -122,8 +130,11 @@ def _run_service(config: Config) -> int:
     return _serve(run, config)
 
 
-def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Callable[[], dict[str, int]] | None]:
+def _crawler(config: Config, state: RefreshState, known_configs: dict[str, float | None]
+             ) -> tuple[ProcessCrawler, Callable[[], dict[str, int]] | None]:
     """The configured crawler in a child process, and where its request counts can be read (the library keeps none).
+
+    ``known_configs`` are the config dates kept in the data file: the builtin crawler requests no config it names.
 
     In this process the crawl's Python work would take the GIL from the request threads. The child gets
     only the registry's settings, its access token among them, in the factory's arguments: nothing else
@@ -146,6 +157,7 @@ def _crawler(config: Config, state: RefreshState) -> tuple[ProcessCrawler, Calla
         factory = functools.partial(
             BuiltinCrawler.connect, registry.registry_base_url, registry.gitlab_base_url, registry.username,
             registry.access_token, concurrency=registry.concurrency, timeout=registry.timeout,
+            known_configs=known_configs,
         )
     crawler = ProcessCrawler(factory, state.progress, log_level=_log_level(config),
                              log_format=config.general.log_format, answer_timeout=_answer_timeout(registry.timeout))

@@ -39,7 +39,7 @@ from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.hanging import InterpreterLockHog
-from tests.support.hostile import CodeRunningCrawler
+from tests.support.hostile import CodeRunningCrawler, WrongDatesCrawler
 from tests.support.processes import free_port, running, until
 from tests.support.proxy import FaultyProxy, delay
 from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry
@@ -183,6 +183,32 @@ def test_a_child_answering_with_a_hostile_pickle_cannot_run_code_in_the_service(
     with pytest.raises(CrawlerProcessError, match=r"unreadable message: .*posix\.system, which is refused"):
         crawler.crawl()
     assert not marker.exists(), "the child's pickle ran a command in the parent"
+
+
+def test_config_dates_reach_the_parent_with_the_listing(
+    crawlers: Callable[..., ProcessCrawler], registry: DistributionRegistry, gitlab: GitLabTokenEndpoint,
+    pushed: PushedRegistry,
+) -> None:
+    in_process = builtin(registry.url, gitlab)()
+    try:
+        in_process.crawl()
+        expected = in_process.config_dates()
+    finally:
+        in_process.close()
+    crawler = crawlers(builtin(registry.url, gitlab))
+    assert crawler.config_dates() == {}
+    crawler.crawl()
+    assert crawler.config_dates() == expected
+    assert expected and all(digest.startswith("sha256:") for digest in expected)
+    crawler.crawl()  # unchanged, so not sent again: the parent keeps the latest it had
+    assert crawler.config_dates() == expected
+
+
+def test_config_dates_that_are_no_dates_fail_the_crawl(crawlers: Callable[..., ProcessCrawler]) -> None:
+    crawler = crawlers(WrongDatesCrawler)
+    with pytest.raises(CrawlerProcessError, match=r"^the crawler process sent unreadable config dates$"):
+        crawler.crawl()
+    assert crawler.config_dates() == {}
 
 
 def test_child_killed_during_a_crawl_is_a_clear_error_and_the_next_crawl_has_a_new_child(

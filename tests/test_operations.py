@@ -13,6 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import running, until
 from tests.support.proxy import FaultyProxy, delay, respond
-from tests.support.pushed import REGISTRY_TOKEN, PushedRegistry, expected_figures
+from tests.support.pushed import REGISTRY_TOKEN, REGISTRY_USER, PushedRegistry, expected_figures
+from tests.support.pusher import Pusher
 from tests.support.service import JWT_SECRET, ServiceProcess, service_config
 from tests.support.slapd import Slapd
 
@@ -39,6 +43,42 @@ REPOSITORY_PATH = "/repositories/group%2Fsub%2Fproject"
 ENV_SECRET = "GITLAB_REGISTRY_USAGE_REST_JWT_SECRET_KEY"
 ENV_ACCESS_TOKEN = "GITLAB_REGISTRY_USAGE_REST_REGISTRY_ACCESS_TOKEN"
 METRICS_TOKEN = "operations-scrape-token-" + "m" * 32
+CONFIG_GET = re.compile(r"/v2/.+/blobs/sha256:[0-9a-f]{64}")
+BUILT = "2024-05-06T07:08:09Z"
+BUILT_TIME = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class OwnRegistry:
+    """A registry of this test's own, so that pushing to it changes no other test's figures."""
+
+    registry: DistributionRegistry
+    pusher: Pusher
+
+
+@pytest.fixture
+def own_registry(tmp_path_factory: pytest.TempPathFactory, gitlab: GitLabTokenEndpoint) -> Iterator[OwnRegistry]:
+    with DistributionRegistry(tmp_path_factory.mktemp("own-registry"), gitlab) as registry, \
+            Pusher(registry.url, gitlab.url, REGISTRY_USER, REGISTRY_TOKEN) as pusher:
+        layer = Pusher.make_layer
+        pusher.push_image("ages/app", "kept", [layer("kept", 100)], created=BUILT)
+        pusher.push_image("ages/app", "moved", [layer("moved", 200)], created=BUILT)
+        pusher.push_image("ages/other", "v1", [layer("other", 300)], created="1980-01-01T00:00:00Z")
+        yield OwnRegistry(registry, pusher)
+
+
+def _config_gets(proxy: FaultyProxy) -> list[str]:
+    return [path for method, path, _ in proxy.log if method == "GET" and CONFIG_GET.fullmatch(path)]
+
+
+def _refreshed(service: ServiceProcess, count: int) -> None:
+    until(lambda: _health(service)[1]["refresh"]["refreshes"] >= count
+          and _health(service)[1]["refresh"]["running"] is False, f"refresh {count} done", log=service.log)
+
+
+def _saved(service: ServiceProcess, data_file: Path, served: dict[str, Any]) -> None:
+    until(lambda: _file_timestamp(data_file) == served["timestamp"], "the data file written after the refresh",
+          log=service.log)
 
 
 def _health(service: ServiceProcess) -> tuple[int, dict[str, Any]]:
@@ -110,6 +150,31 @@ def test_restart_serves_the_data_file_before_any_registry_request(
             # Log lines are written in batches, within a quarter of a second.
             loaded = f"loaded {len(expected_figures(pushed))} repositories from {data_file}"
             until(lambda: loaded in second.log(), "the data-file line in the log", log=second.log)
+
+
+def test_a_restart_with_the_data_file_reads_no_image_config_again(
+    tmp_path: Path, own_registry: OwnRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+) -> None:
+    data_file = tmp_path / "snapshot.json"
+    for run in ("first", "second"):
+        workdir = tmp_path / run
+        workdir.mkdir()
+        with FaultyProxy(own_registry.registry.url) as proxy:
+            config = service_config(workdir, own_registry.registry, gitlab, slapd,
+                                    registry__registry_base_url=proxy.url, general__data_file=str(data_file))
+            with ServiceProcess(workdir, ["-c", str(config)]) as service:
+                _refreshed(service, 1)
+                _saved(service, data_file, service.get("/repositories", headers=_alice(service, slapd)).json())
+                gets = _config_gets(proxy)
+        if run == "first":
+            assert len(gets) == 3, "one GET per distinct config"
+        else:
+            assert gets == [], "the config dates came from the data file"
+        saved = DataFile(str(data_file)).load_saved()
+        assert saved is not None and len(saved.configs) == 3
+        assert {f"{repo.name}:{tag.name}": tag.created for repo in saved.snapshot.repositories
+                for tag in repo.tags or ()} == {"ages/app:kept": BUILT_TIME, "ages/app:moved": BUILT_TIME,
+                                                "ages/other:v1": None}
 
 
 def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(

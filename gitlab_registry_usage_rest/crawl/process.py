@@ -6,7 +6,9 @@ a child process, a fresh interpreter (never ``fork``: the parent is multi-thread
 crawl and kept between crawls, so its caches (manifest digests for ``If-None-Match``, tokens) survive.
 
 Only small messages cross the pipe: ``"crawl"`` one way; progress, request counts, heartbeats and at the end the
-``Listing`` or the failure's ``"TypeName: message"`` the other way. The snapshot is still built in
+``Listing`` or the failure's ``"TypeName: message"`` the other way. Before the listing, a builtin crawler's
+config dates (digest -> creation time) come along when they changed, so the parent can keep them in the data
+file and give them back to the next service's crawler. The snapshot is still built in
 the parent (``Refresher``): that is fast, and the child stays a plain crawler.
 
 The child ends itself when the pipe reports end-of-file, which is what the parent's death looks like
@@ -44,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -67,6 +70,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5.0  # seconds between the child's heartbeats during a crawl, at most
 
 RequestCounts = dict[str, int]
+ConfigDates = dict[str, float | None]
+MAX_CONFIG_DATES = 100_000  # what the builtin crawler keeps at most
 
 # What the child's environment may carry over from the parent's: what the interpreter, the locale, the clock,
 # TLS and the way to the registry need; secrets never (the service's own variables do not match).
@@ -111,6 +116,13 @@ class CountsRequests(Protocol):
     def request_counts(self) -> RequestCounts: ...
 
 
+@runtime_checkable
+class KeepsConfigDates(Protocol):
+    """A crawler that caches image config dates by digest (the builtin one does)."""
+
+    def config_dates(self) -> ConfigDates: ...
+
+
 class CrawlerProcessError(CrawlError):
     """The child failed: its own ``"TypeName: message"``, or how the child process ended."""
 
@@ -152,6 +164,7 @@ class ProcessCrawler:
         self._child: _Child | None = None
         self._ended: str | None = None  # why no crawl runs any more: "cancelled" or "closed"
         self._retired: Counter[str] = Counter()  # request counts of children that have exited
+        self._config_dates: ConfigDates = {}  # the latest any child sent
 
     @property
     def pid(self) -> int | None:
@@ -166,6 +179,11 @@ class ProcessCrawler:
             if self._child is not None:
                 counts.update(self._child.counts)
             return dict(counts)
+
+    def config_dates(self) -> ConfigDates:
+        """The config dates the last child sent (after its crawl), to keep across restarts; ``{}`` before."""
+        with self._lock:
+            return self._config_dates
 
     def crawl(self) -> Listing:
         with self._crawling:
@@ -261,6 +279,10 @@ class ProcessCrawler:
             elif kind == "counts":
                 with self._lock:
                     child.counts = message[1]
+            elif kind == "configs":
+                dates = _config_dates(message)
+                with self._lock:
+                    self._config_dates = dates
             elif kind == "listing":
                 listing: Listing = message[1]
                 return listing
@@ -343,6 +365,17 @@ def _from_child(data: bytes) -> tuple[Any, ...]:
     return message
 
 
+def _config_dates(message: tuple[Any, ...]) -> ConfigDates:
+    """A ``("configs", {digest: time or None})`` message's dates, checked: the child is not to be trusted."""
+    dates = message[1] if len(message) == 2 else None
+    if (not isinstance(dates, dict) or len(dates) > MAX_CONFIG_DATES
+            or not all(isinstance(digest, str) and (created is None or type(created) is float
+                                                    and math.isfinite(created))
+                       for digest, created in dates.items())):
+        raise CrawlerProcessError("the crawler process sent unreadable config dates")
+    return dates
+
+
 def _join(process: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait up to ``timeout`` for the process to exit (reaping it); whether it has."""
     try:
@@ -395,6 +428,7 @@ class _Worker:
         self._factory = factory
         self._heartbeat = heartbeat
         self._crawler: Crawler | None = None  # kept between crawls, with its caches
+        self._sent_dates: ConfigDates | None = None  # sent again only when they changed
         # A queue, not a thread per crawl: the parent may ask again before the last crawl's thread has ended.
         self._requests: queue.SimpleQueue[None] = queue.SimpleQueue()
         threading.Thread(target=self._run, name="crawl-main", daemon=True).start()
@@ -409,6 +443,8 @@ class _Worker:
                 outcome = self._crawl()
             # After the last heartbeat: nothing of this crawl is left in the pipe behind its answer.
             self._send_counts()
+            if outcome[0] == "listing":
+                self._send_config_dates()  # before the listing, so the parent has them when its crawl returns
             self._channel.send(*outcome)
 
     def _crawl(self) -> tuple[str, Any]:
@@ -443,6 +479,13 @@ class _Worker:
     def _report(self, done: int, total: int | None, requests: int) -> None:
         self._channel.send("progress", done, total, requests)
         self._send_counts()
+
+    def _send_config_dates(self) -> None:
+        if isinstance(self._crawler, KeepsConfigDates):
+            dates = self._crawler.config_dates()
+            if dates != self._sent_dates:
+                self._channel.send("configs", dates)
+                self._sent_dates = dates
 
     def _send_counts(self) -> None:
         if isinstance(self._crawler, CountsRequests):

@@ -1,5 +1,5 @@
-"""A crawler that answers with a pickle which, unpickled, runs a command: what code running in a
-compromised crawler process could send."""
+"""Crawlers whose answers a compromised crawler process could send: a pickle which, unpickled, runs a command;
+config dates that are no dates."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from gitlab_registry_usage_rest.crawl.base import ProgressCallback
+from gitlab_registry_usage_rest.model import Listing
 
 
 class _RunsCode:
@@ -26,6 +27,22 @@ class CodeRunningCrawler:
 
     def crawl(self) -> Any:
         return _RunsCode(self._marker)
+
+    def cancel(self) -> None:
+        """Nothing to cancel."""
+
+
+class WrongDatesCrawler:
+    """Crawls nothing and hands out config dates that are no dates: a string where a time belongs."""
+
+    def __init__(self, progress: ProgressCallback | None = None) -> None:
+        self._progress = progress
+
+    def crawl(self) -> Listing:
+        return Listing((), {})
+
+    def config_dates(self) -> dict[str, Any]:
+        return {"sha256:" + "c" * 64: "1970-01-01"}
 
     def cancel(self) -> None:
         """Nothing to cancel."""
