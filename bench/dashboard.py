@@ -46,7 +46,7 @@ def main() -> None:
         view = pages.Dashboard(snapshot, RefreshStatus(), time.time(), "", pages.TableQuery(), "bench")
         dashboard, dashboard_bytes = best_of(args.runs, functools.partial(pages.dashboard_page, view))
         repository_page, _ = best_of(args.runs, functools.partial(pages.repository_page, snapshot.repositories[0],
-                                                                  "", "bench"))
+                                                                  "", "bench", now=time.time()))
         options = hal.Options(embed=1, links=True, base="", window=hal.Window())
         document = hal.repositories_document(snapshot, options)
         old, old_bytes = best_of(1 if count > 10000 else args.runs,

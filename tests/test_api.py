@@ -34,6 +34,8 @@ from tests.support.webapp import (
     sample_listing,
 )
 
+SEEN = "2018-03-23T09:14:47.702Z"  # TIMESTAMP: every tag of the one snapshot was first seen in it
+
 
 @pytest.fixture
 def directory() -> FakeDirectory:
@@ -208,8 +210,8 @@ def test_repositories_embedded_fully(client: FlaskClient, auth: dict[str, str]) 
     assert first == {
         "name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30,
         "_embedded": {"related": {"_embedded": {"items": [
-            {"name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10},
-            {"name": "latest", "size": 120, "disk_size": 20, "unique_size": 20},
+            {"name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10, "created": None, "first_seen": SEEN},
+            {"name": "latest", "size": 120, "disk_size": 20, "unique_size": 20, "created": None, "first_seen": SEEN},
         ]}}},
     }
     assert body["_embedded"]["items"][3] == {"name": "broken", "size": None, "disk_size": None, "unique_size": None}
@@ -235,7 +237,7 @@ def test_repository_with_links_and_embedded_tags(client: FlaskClient, auth: dict
                 "items": [{"href": "/repositories/group%2Ftags/tags/v1", "title": "v1"}],
             },
             "_embedded": {"items": [{
-                "name": "v1", "size": 105, "disk_size": 5, "unique_size": 5,
+                "name": "v1", "size": 105, "disk_size": 5, "unique_size": 5, "created": None, "first_seen": SEEN,
                 "_links": {
                     "self": {"href": "/repositories/group%2Ftags/tags/v1"},
                     "collection": {"href": "/repositories/group%2Ftags/tags"},
@@ -251,7 +253,7 @@ def test_tags_collection_has_no_fields_of_its_own(client: FlaskClient, auth: dic
 
 def test_tag_self_link_is_the_tags_own_path(client: FlaskClient, auth: dict[str, str]) -> None:
     assert get_json(client, "/repositories/group%2Fsub%2Fproject/tags/1.0?links=1", auth) == {
-        "name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10,
+        "name": "1.0", "size": 110, "disk_size": 10, "unique_size": 10, "created": None, "first_seen": SEEN,
         "_links": {
             "self": {"href": "/repositories/group%2Fsub%2Fproject/tags/1.0"},
             "collection": {"href": "/repositories/group%2Fsub%2Fproject/tags"},
@@ -272,6 +274,7 @@ def test_repository_whose_tags_failed_has_null_figures_and_no_tag_links(
 
 
 PROJECT_FIGURES = {"name": "group/sub/project", "size": 230, "disk_size": 30, "unique_size": 30}
+V1_FIGURES = {"name": "v1", "size": 105, "disk_size": 5, "unique_size": 5, "created": None, "first_seen": SEEN}
 
 
 @pytest.mark.parametrize(
@@ -283,8 +286,8 @@ PROJECT_FIGURES = {"name": "group/sub/project", "size": 230, "disk_size": 30, "u
         ("/repositories/group/tags", {}),
         ("/repositories/group%2Ftags", {"name": "group/tags", "size": 105, "disk_size": 5, "unique_size": 5}),
         ("/repositories/group%2Ftags/tags", {}),
-        ("/repositories/group/tags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5, "unique_size": 5}),
-        ("/repositories/group%2Ftags/tags/v1", {"name": "v1", "size": 105, "disk_size": 5, "unique_size": 5}),
+        ("/repositories/group/tags/tags/v1", V1_FIGURES),
+        ("/repositories/group%2Ftags/tags/v1", V1_FIGURES),
         ("/repositories/group/tags/tags", {}),
         ("/repositories/group/tags/tags?links=1", None),
     ],

@@ -7,7 +7,14 @@ from html.parser import HTMLParser
 
 import pytest
 
-from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing, Snapshot
+from gitlab_registry_usage_rest.model import (
+    ImageListing,
+    Listing,
+    RepositoryListing,
+    RepositoryUsage,
+    Snapshot,
+    TagUsage,
+)
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import RefreshStatus
 from gitlab_registry_usage_rest.web import pages
@@ -124,7 +131,7 @@ def test_hostile_names_are_escaped_everywhere() -> None:
     assert "<script>" not in text and "<b>alice" not in text
     assert '"><script>' not in text
     evil = next(r for r in snapshot.repositories if r.name.startswith("evil/"))
-    assert "<script>" not in pages.repository_page(evil, "", "alice")
+    assert "<script>" not in pages.repository_page(evil, "", "alice", now=NOW)
 
 
 def test_crawl_errors_and_age_are_shown() -> None:
@@ -136,11 +143,53 @@ def test_repository_page_lists_its_tags_with_hooks_and_breadcrumbs() -> None:
     snapshot = _snapshot(3)
     repository = snapshot.repositories[1]
     parsed = _Rows()
-    parsed.feed(pages.repository_page(repository, "/p", "alice"))
+    parsed.feed(pages.repository_page(repository, "/p", "alice", now=NOW))
     assert {row["data-tag"] for row in parsed.rows} == {"latest", "v1"}
     assert {row["data-tag"]: int(row["data-disk-size"] or 0) for row in parsed.rows} == {
         tag.name: tag.disk_size for tag in repository.tags or ()}
     assert "/p/?prefix=team-1" in parsed.hrefs and "/p/" in parsed.hrefs
+
+
+AGES = RepositoryUsage("g/p", 3, 3, 3, (
+    TagUsage("built", 1, 1, 1, created=NOW - 3 * 86400 - 5, first_seen=NOW - 7200.5),
+    TagUsage("reproducible", 1, 1, 1, created=None, first_seen=NOW - 60),
+    TagUsage("library", 1, 1, 1),
+))
+
+
+def _cells(text: str, tag: str) -> str:
+    match = re.search(rf'<tr data-tag="{tag}"[^>]*>(.*?)</tr>', text)
+    assert match is not None
+    return match.group(1)
+
+
+def test_repository_page_shows_created_and_first_seen_as_ages_with_raw_times_on_the_rows() -> None:
+    text = pages.repository_page(AGES, "", "alice", now=NOW)
+    assert "<th>Created</th><th>First seen</th>" in text
+    parsed = _Rows()
+    parsed.feed(text)
+    assert {row["data-tag"]: (row["data-created"], row["data-first-seen"]) for row in parsed.rows} == {
+        "built": (repr(NOW - 3 * 86400 - 5), repr(NOW - 7200.5)), "reproducible": ("", repr(NOW - 60)),
+        "library": ("", ""),
+    }
+    built = _cells(text, "built")
+    assert f'title="{iso(NOW - 3 * 86400 - 5)}">3 days ago</time>' in built
+    assert f'title="{iso(NOW - 7200.5)}">2 hours ago</time>' in built
+    reproducible = _cells(text, "reproducible")
+    assert "unknown (none or before 2000)" in reproducible and ">1 minute ago</time>" in reproducible
+    library = _cells(text, "library")
+    assert "unknown (none or before 2000)" in library and '<span class="muted">unknown</span>' in library
+
+
+def test_tag_page_shows_when_the_image_was_built_and_first_seen() -> None:
+    tags = AGES.tags or ()
+    text = pages.tag_page(AGES, tags[0], "", "alice", now=NOW)
+    assert re.search(r"<th>Created</th><td[^>]*><time [^>]*>3 days ago</time>", text)
+    assert re.search(r"<th>First seen</th><td[^>]*><time [^>]*>2 hours ago</time>", text)
+    assert f'data-created="{NOW - 3 * 86400 - 5!r}"' in text
+    text = pages.tag_page(AGES, tags[2], "", "alice", now=NOW)
+    assert re.search(r"<th>Created</th><td[^>]*><span [^>]*>unknown \(none or before 2000\)</span>", text)
+    assert re.search(r'<th>First seen</th><td[^>]*><span class="muted">unknown</span>', text)
 
 
 def test_login_page_is_a_form_posting_to_login() -> None:

@@ -171,7 +171,8 @@ def test_sorted_items_carry_their_own_figures(client: FlaskClient, auth: dict[st
         {"name": "team/api", "size": 300, "disk_size": 120, "unique_size": 100},
     ]
     tags = get(client, f"{WEB_TAGS_PATH}?embed=1&sort=unique_size&offset=3", auth)
-    assert tags["_embedded"]["items"] == [{"name": "v1", "size": 140, "disk_size": 12, "unique_size": 20}]
+    assert tags["_embedded"]["items"] == [
+        {"name": "v1", "size": 140, "disk_size": 12, "unique_size": 20, "created": None, "first_seen": None}]
 
 
 def test_window_of_repositories_does_not_reach_embedded_tag_collections(

@@ -94,7 +94,7 @@ def create_app(
         AuthToken, "/auth_token", resource_class_kwargs={"basic_auth": basic_auth, "app": app}
     )
     tokens = VerifiedTokens()
-    data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": tokens}
+    data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": tokens, "clock": clock}
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
     observe = _request_observer(metrics)

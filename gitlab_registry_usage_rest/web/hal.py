@@ -2,9 +2,9 @@
 
 Pure: a snapshot and the query options go in, plain dicts come out, in exactly the key order the
 original (flask-restful-hal 0.2.6) produced, so clients see the same JSON (plus new fields:
-``unique_size``, and a tag's ``digest``, ``media_type`` and ``platforms``). Its defects are not
-copied: a tag's ``self`` link names the tag's own path, tag item links are titled with the tag name,
-every href carries the server prefix, and empty collections still have an ``items`` list.
+``unique_size``, and a tag's ``digest``, ``media_type``, ``platforms``, ``created`` and ``first_seen``).
+Its defects are not copied: a tag's ``self`` link names the tag's own path, tag item links are titled with
+the tag name, every href carries the server prefix, and empty collections still have an ``items`` list.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
 from ..model import RepositoryUsage, Snapshot, TagUsage
+from .humanize import iso_millis
 
 Document = dict[str, Any]
 
@@ -190,6 +191,9 @@ def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -
         document["media_type"] = tag.media_type
     if tag.platforms:
         document["platforms"] = list(tag.platforms)
+    # Always present, null where unknown; before _links, as HAL's reserved keys follow the properties.
+    document["created"] = None if tag.created is None else iso_millis(tag.created)
+    document["first_seen"] = None if tag.first_seen is None else iso_millis(tag.first_seen)
     if options.links:
         document["_links"] = {
             "self": {"href": tag_path(options.base, repository.name, tag.name)},

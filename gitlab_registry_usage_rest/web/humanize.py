@@ -28,6 +28,17 @@ def iso(timestamp: float) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+# The last millisecond a datetime can show: the year 9999 ends there.
+_LAST_MILLISECOND = 253402300799999
+
+
+def iso_millis(timestamp: float) -> str:
+    """UTC with the milliseconds where there are any: ``2023-06-15T10:34:56Z``, ``2023-06-15T10:34:56.789Z``."""
+    seconds, millis = divmod(min(round(timestamp * 1000), _LAST_MILLISECOND), 1000)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(tzinfo=None).isoformat()
+    return f"{moment}.{millis:03d}Z" if millis else f"{moment}Z"
+
+
 def age(seconds: float) -> str:
     """How long ago, in the largest whole unit: ``just now``, ``4 minutes ago``, ``1 day ago``."""
     if seconds < 10:

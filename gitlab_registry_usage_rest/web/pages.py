@@ -90,6 +90,24 @@ def _when(timestamp: float, now: float) -> str:
     return f'<time datetime="{stamp}" title="{stamp}">{_e(age(max(0.0, now - timestamp)))}</time>'
 
 
+def _built(tag: TagUsage, now: float) -> str:
+    """When the tag's image was built; unknown also for the 1970 or 1980 that reproducible builds record."""
+    if tag.created is None:
+        return ('<span class="muted" title="its image config records no time, or one before 2000 (reproducible '
+                'builds write 1970 or 1980), or could not be read">unknown (none or before 2000)</span>')
+    return _when(tag.created, now)
+
+
+def _first_seen(tag: TagUsage, now: float) -> str:
+    if tag.first_seen is None:
+        return '<span class="muted">unknown</span>'
+    return _when(tag.first_seen, now)
+
+
+def _raw_time(timestamp: float | None) -> str:
+    return "" if timestamp is None else repr(timestamp)
+
+
 def _url(path: str, query: Mapping[str, str | None]) -> str:
     """``path`` with the query parameters that have a value."""
     shown = {key: value for key, value in query.items() if value}
@@ -472,8 +490,8 @@ def _short_digest(digest: str | None) -> str:
     return f'<code title="{_e(digest)}">{_e(algorithm)}:{_e(value[:12])}</code>'
 
 
-def repository_page(repository: RepositoryUsage, base: str, user: str | None, page: int = 1) -> str:
-    """A repository: its figures, a bar per tag, and its tags as a table (a page at a time)."""
+def repository_page(repository: RepositoryUsage, base: str, user: str | None, page: int = 1, *, now: float) -> str:
+    """A repository: its figures, a bar per tag, and its tags as a table (a page at a time); ages as of ``now``."""
     tags = sorted(repository.tags or (), key=lambda tag: (-tag.disk_size, tag.name))
     pages = max(1, -(-len(tags) // PAGE_ROWS))
     page = max(1, min(page, pages))
@@ -495,11 +513,13 @@ def repository_page(repository: RepositoryUsage, base: str, user: str | None, pa
         rows = []
         for tag in shown:
             rows.append(
-                f'<tr data-tag="{_e(tag.name)}" data-disk-size="{tag.disk_size}">'
+                f'<tr data-tag="{_e(tag.name)}" data-disk-size="{tag.disk_size}" '
+                f'data-created="{_raw_time(tag.created)}" data-first-seen="{_raw_time(tag.first_seen)}">'
                 f'<td class="name"><a href="{_e(hal.tag_path(base, repository.name, tag.name))}">{_e(tag.name)}</a>'
                 f'</td><td class="num">{_bytes(tag.size)}</td><td class="num">{_bytes(tag.disk_size)}</td>'
                 f'<td class="num">{_bytes(tag.unique_size)}</td><td>{_short_digest(tag.digest)}</td>'
-                f'<td><code>{_e(tag.media_type or "")}</code></td><td>{_e(", ".join(tag.platforms))}</td></tr>')
+                f'<td><code>{_e(tag.media_type or "")}</code></td><td>{_e(", ".join(tag.platforms))}</td>'
+                f'<td>{_built(tag, now)}</td><td>{_first_seen(tag, now)}</td></tr>')
         path = hal.repository_path(base, repository.name)
         pager = ""
         if pages > 1:
@@ -512,12 +532,14 @@ def repository_page(repository: RepositoryUsage, base: str, user: str | None, pa
         body.append(
             '<h2>Tags</h2><div class="table-wrap"><table id="tags"><thead><tr><th>Tag</th><th class="num">Size</th>'
             '<th class="num">Disk size</th><th class="num">Unique size</th><th>Digest</th><th>Media type</th>'
-            f'<th>Platforms</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>{pager}')
+            '<th>Platforms</th><th>Created</th><th>First seen</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{pager}')
     api = hal.repository_path(base, repository.name) + "?view=api"
     return _page(repository.name, base, "".join(body), user, api)
 
 
-def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | None) -> str:
+def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | None, *, now: float) -> str:
+    """A tag: its figures and what it points at; ages as of ``now``."""
     cards = _cards([
         ("Disk size", _bytes(tag.disk_size), f'data-disk-size="{tag.disk_size}"'),
         ("Size (what a pull transfers)", _bytes(tag.size), ""),
@@ -526,9 +548,12 @@ def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | 
     facts = [("Digest", f'<code>{_e(tag.digest)}</code>' if tag.digest else '<span class="muted">unknown</span>'),
              ("Media type", f"<code>{_e(tag.media_type)}</code>" if tag.media_type else
               '<span class="muted">unknown</span>'),
-             ("Platforms", _e(", ".join(tag.platforms)) or '<span class="muted">a single platform</span>')]
+             ("Platforms", _e(", ".join(tag.platforms)) or '<span class="muted">a single platform</span>'),
+             ("Created", _built(tag, now)),
+             ("First seen", _first_seen(tag, now))]
     table = "".join(f"<tr><th>{label}</th><td class=\"name\">{value}</td></tr>" for label, value in facts)
     body = (_crumbs(base, repository.name, tag.name) + f"<h1>{_e(repository.name)}:{_e(tag.name)}</h1>" + cards
-            + f'<div class="table-wrap"><table id="tag">{table}</table></div>')
+            + f'<div class="table-wrap"><table id="tag" data-created="{_raw_time(tag.created)}" '
+              f'data-first-seen="{_raw_time(tag.first_seen)}">{table}</table></div>')
     api = hal.tag_path(base, repository.name, tag.name) + "?view=api"
     return _page(f"{repository.name}:{tag.name}", base, body, user, api)

@@ -104,10 +104,12 @@ class AuthToken(Resource):  # type: ignore[misc]
 class _DataResource(Resource):  # type: ignore[misc]
     """A resource served from the snapshot, through the render cache, for holders of a token."""
 
-    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens) -> None:
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens,
+                 clock: Callable[[], float]) -> None:
         self._snapshots = snapshots
         self._cache = cache
         self.tokens = tokens
+        self._clock = clock  # the pages' ages
 
 
 class Repositories(_DataResource):
@@ -139,23 +141,23 @@ class RepositoryPath(_DataResource):
             shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
             return json_error(404, f'The resource "{shown}" does not exist')
         if wants_html() and request.args.get("view") != "api" and not found[0].collection:
-            return _page_for(found)
+            return _page_for(found, self._clock())
         target, options = found[0], _options()
         title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
         return respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
 
 
-def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None]) -> Response:
+def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: float) -> Response:
     """The page people read for a repository or a tag (``?view=api`` keeps the API's own view)."""
     _, repository, tag = found
     base, user = request.script_root, g.get("user")
     if tag is not None:
-        return html_response(pages.tag_page(repository, tag, base, user))
+        return html_response(pages.tag_page(repository, tag, base, user, now=now))
     try:
         page = int(request.args.get("page", "1"))
     except ValueError:
         page = 1
-    return html_response(pages.repository_page(repository, base, user, page))
+    return html_response(pages.repository_page(repository, base, user, page, now=now))
 
 
 def _raw_subpath(path: str) -> str:
