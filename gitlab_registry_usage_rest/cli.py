@@ -182,7 +182,8 @@ def _run_demo(port: int | None) -> int:
     logs.configure()
     config = demo_config(5000 if port is None else port)
     password = secrets.token_urlsafe(12)
-    snapshots = SnapshotHolder(build_snapshot(demo_listing(), time.time()))
+    now = time.time()
+    snapshots = SnapshotHolder(build_snapshot(demo_listing(now), now))
     app = create_app(config, snapshots, DemoAuthenticator(password))
 
     def ready(url: str) -> None:

@@ -87,12 +87,38 @@ _REPOSITORIES: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...] | None],
 )
 
 
+# How many days before the demo's start each image was built (tags on one manifest alike); None: a reproducible
+# build that records 1970, which the crawler reports as no time at all.
+_BUILT_DAYS_AGO: dict[tuple[str, str], float | None] = {
+    ("infra/base/debian", "12"): 199.0,
+    ("infra/base/debian", "12-slim"): 197.5,
+    ("infra/base/python", "3.11"): 151.0,
+    ("infra/base/python", "3.12"): 41.2,
+    ("apps/web/frontend", "latest"): 3.1,
+    ("apps/web/frontend", "v1.2.0"): 3.1,
+    ("apps/web/frontend", "v1.1.0"): 64.0,
+    ("apps/web/backend", "latest"): 1.2,
+    ("apps/web/backend", "v2.0.0"): 1.2,
+    ("apps/web/backend", "v1.9.3"): 97.4,
+    ("apps/api", "main"): 0.3,
+    ("data/pipelines/etl", "nightly"): 0.6,
+    ("ml/models/tags", "small"): 120.0,
+    ("ml/models/tags", "large"): 118.7,
+    ("tools/ci-runner", "v17"): 30.0,
+    ("docs/site", "latest"): 12.5,
+    ("security/scanner", "latest"): 5.0,
+    ("legacy/app", "final"): None,
+}
+DAY = 86400.0
+
+
 def _digest(name: str) -> str:
     return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
 
 
-def demo_listing() -> Listing:
-    """A dozen repositories with shared base layers, nested names, a retag and one unreadable repository."""
+def demo_listing(now: float) -> Listing:
+    """A dozen repositories with shared base layers, nested names, a retag and one unreadable repository;
+    images built over the 200 days before ``now``, one of them a reproducible build without a time."""
     repositories = []
     for name, tags in _REPOSITORIES:
         if tags is None:
@@ -104,6 +130,8 @@ def demo_listing() -> Listing:
                 layers=tuple(_digest(layer) for layer in layers),
                 digest=_digest("manifest:" + "/".join(layers)),
                 media_type="application/vnd.docker.distribution.manifest.v2+json",
+                # Whole seconds, as image configs usually record them.
+                created=None if (days := _BUILT_DAYS_AGO[name, tag]) is None else float(round(now - days * DAY)),
             )
             for tag, layers in tags
         )
