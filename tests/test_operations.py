@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
 from gitlab_registry_usage_rest.persistence import DataFile, decode
+from gitlab_registry_usage_rest.web.humanize import iso_millis
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import running, until
@@ -63,6 +64,7 @@ def own_registry(tmp_path_factory: pytest.TempPathFactory, gitlab: GitLabTokenEn
         layer = Pusher.make_layer
         pusher.push_image("ages/app", "kept", [layer("kept", 100)], created=BUILT)
         pusher.push_image("ages/app", "moved", [layer("moved", 200)], created=BUILT)
+        pusher.push_image("ages/app", "late", [layer("late", 250)], created=BUILT)
         pusher.push_image("ages/other", "v1", [layer("other", 300)], created="1980-01-01T00:00:00Z")
         yield OwnRegistry(registry, pusher)
 
@@ -167,14 +169,65 @@ def test_a_restart_with_the_data_file_reads_no_image_config_again(
                 _saved(service, data_file, service.get("/repositories", headers=_alice(service, slapd)).json())
                 gets = _config_gets(proxy)
         if run == "first":
-            assert len(gets) == 3, "one GET per distinct config"
+            assert len(gets) == 4, "one GET per distinct config"
         else:
             assert gets == [], "the config dates came from the data file"
         saved = DataFile(str(data_file)).load_saved()
-        assert saved is not None and len(saved.configs) == 3
+        assert saved is not None and len(saved.configs) == 4
         assert {f"{repo.name}:{tag.name}": tag.created for repo in saved.snapshot.repositories
                 for tag in repo.tags or ()} == {"ages/app:kept": BUILT_TIME, "ages/app:moved": BUILT_TIME,
-                                                "ages/other:v1": None}
+                                                "ages/app:late": BUILT_TIME, "ages/other:v1": None}
+
+
+def _tag_times(service: ServiceProcess, headers: dict[str, str]) -> tuple[str, dict[str, tuple[str, str]]]:
+    """The served data's time (as a tag's first_seen shows it), and each tag's created and first_seen."""
+    timestamp = service.get("/repositories", headers=headers).json()["timestamp"]
+    tags = {}
+    for repository, tag in (("ages%2Fapp", "kept"), ("ages%2Fapp", "moved"), ("ages%2Fapp", "late"),
+                            ("ages%2Fother", "v1")):
+        document = service.get(f"/repositories/{repository}/tags/{tag}", headers=headers).json()
+        tags[f"{repository}:{tag}"] = (document["created"], document["first_seen"])
+    return iso_millis(timestamp), tags
+
+
+def test_a_tag_pushed_to_another_digest_is_seen_anew_the_others_keep_first_seen_across_sighup_and_restart(
+    tmp_path: Path, own_registry: OwnRegistry, gitlab: GitLabTokenEndpoint, slapd: Slapd,
+) -> None:
+    layer, push = Pusher.make_layer, own_registry.pusher.push_image
+    data_file = tmp_path / "snapshot.json"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    config = service_config(tmp_path / "first", own_registry.registry, gitlab, slapd,
+                            general__data_file=str(data_file))
+    built = "2024-05-06T07:08:09Z"
+    with ServiceProcess(tmp_path / "first", ["-c", str(config)]) as service:
+        headers = _alice(service, slapd)
+        _refreshed(service, 1)
+        first, tags = _tag_times(service, headers)
+        assert tags == {"ages%2Fapp:kept": (built, first), "ages%2Fapp:moved": (built, first),
+                        "ages%2Fapp:late": (built, first), "ages%2Fother:v1": (None, first)}
+
+        push("ages/app", "moved", [layer("moved again", 201)], created="2024-07-08T09:10:11.5Z")
+        service.send_signal(signal.SIGHUP)
+        _refreshed(service, 2)
+        second, tags = _tag_times(service, headers)
+        assert second != first
+        assert tags == {"ages%2Fapp:kept": (built, first), "ages%2Fapp:moved": ("2024-07-08T09:10:11.500Z", second),
+                        "ages%2Fapp:late": (built, first), "ages%2Fother:v1": (None, first)}
+        _saved(service, data_file, service.get("/repositories", headers=headers).json())
+
+    push("ages/app", "late", [layer("late, while the service was down", 251)], created=built)
+    config = service_config(tmp_path / "second", own_registry.registry, gitlab, slapd,
+                            general__data_file=str(data_file))
+    with ServiceProcess(tmp_path / "second", ["-c", str(config)]) as service:
+        headers = _alice(service, slapd)
+        assert _tag_times(service, headers)[1]["ages%2Fapp:moved"] == ("2024-07-08T09:10:11.500Z", second), \
+            "served from the data file before the first refresh"
+        _refreshed(service, 1)
+        third, tags = _tag_times(service, headers)
+        assert third not in (first, second)
+        assert tags == {"ages%2Fapp:kept": (built, first), "ages%2Fapp:moved": ("2024-07-08T09:10:11.500Z", second),
+                        "ages%2Fapp:late": (built, third), "ages%2Fother:v1": (None, first)}
 
 
 def test_corrupt_data_file_is_moved_aside_and_the_registry_fills_in(
