@@ -1,5 +1,8 @@
 """The data file: the last good snapshot on disk, so a restart serves at once instead of after a crawl.
 
+Beside the snapshot it keeps the crawler's image config dates (config digest -> creation time), so that
+the restarted crawler requests no config it has read before; tags' ``first_seen`` survive in the snapshot.
+
 Written atomically (temporary file, fsync, rename, fsync of the folder), so a crash or SIGTERM at
 any moment leaves either the old file or the new one. A file that cannot be read back (truncated,
 corrupt, from a newer version, or with a number no response could carry) is moved aside, never

@@ -90,7 +90,7 @@ class Refresher:
             seconds, len(snapshot.repositories), tags, requests, len(snapshot.errors), *snapshot.errors,
             extra={"fields": {"event": "refresh", "duration_seconds": round(seconds, 3),
                               "repositories": len(snapshot.repositories), "tags": tags, "requests": requests,
-                              "errors": list(snapshot.errors)}},
+                              "errors": list(snapshot.errors), "warnings": len(snapshot.warnings)}},
         )
         return True
 

@@ -221,6 +221,24 @@ def test_a_refresh_writes_one_line_per_error_each_escaped(
     assert lines[done + 1:] == ["  bad: manifest bad:v1 answered 500", f"  worse\\n{FORGED}: answered 404"]
 
 
+def test_a_json_refresh_line_counts_the_crawls_warnings(
+        restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    class Crawler:
+        def crawl(self) -> Listing:
+            return Listing((RepositoryListing("ok", (ImageListing("v1", ()),)),), {},
+                           warnings=("ok:v1: config sha256:c answered 500",))
+
+        def cancel(self) -> None:
+            pass
+
+    logs.configure("INFO", "json")
+    assert Refresher(Crawler(), SnapshotHolder(), RefreshState(), interval=3600).run_once()
+    logs.flush()
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (refresh,) = [entry for entry in entries if entry.get("event") == "refresh"]
+    assert (refresh["errors"], refresh["warnings"]) == ([], 1)
+
+
 def access_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if "gitlab_registry_usage_rest.access" in line]
 

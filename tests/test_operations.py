@@ -599,7 +599,7 @@ def test_json_logs_carry_requests_and_refreshes_and_no_secret(
     assert refreshes[0]["repositories"] == len(expected)
     assert refreshes[0]["tags"] == sum(len(pushed.tags[repo]) for repo in expected)
     assert refreshes[0]["requests"] > 0 and refreshes[0]["duration_seconds"] >= 0
-    assert refreshes[0]["errors"] == []
+    assert refreshes[0]["errors"] == [] and refreshes[0]["warnings"] == 0
 
     token = headers["Authorization"].removeprefix("Bearer ")
     for secret in (alice.password, token, JWT_SECRET, REGISTRY_TOKEN):
