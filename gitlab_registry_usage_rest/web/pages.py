@@ -483,6 +483,23 @@ def _tag_bars(repository: RepositoryUsage, tags: Sequence[TagUsage], base: str) 
     return '<div class="picture">' + "".join(parts) + "</div>"
 
 
+_MEDIA_TYPES = {
+    "application/vnd.docker.distribution.manifest.v2+json": "Docker",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "Docker list",
+    "application/vnd.docker.distribution.manifest.v1+json": "Docker v1",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws": "Docker v1",
+    "application/vnd.oci.image.manifest.v1+json": "OCI",
+    "application/vnd.oci.image.index.v1+json": "OCI index",
+}
+
+
+def _media_type(media_type: str | None) -> str:
+    """A manifest's kind in a word or two, the full media type on hover (the tags table is wide enough)."""
+    if not media_type:
+        return ""
+    return f'<span title="{_e(media_type)}">{_e(_MEDIA_TYPES.get(media_type, media_type))}</span>'
+
+
 def _short_digest(digest: str | None) -> str:
     if digest is None:
         return '<span class="muted">unknown</span>'
@@ -518,7 +535,7 @@ def repository_page(repository: RepositoryUsage, base: str, user: str | None, pa
                 f'<td class="name"><a href="{_e(hal.tag_path(base, repository.name, tag.name))}">{_e(tag.name)}</a>'
                 f'</td><td class="num">{_bytes(tag.size)}</td><td class="num">{_bytes(tag.disk_size)}</td>'
                 f'<td class="num">{_bytes(tag.unique_size)}</td><td>{_short_digest(tag.digest)}</td>'
-                f'<td><code>{_e(tag.media_type or "")}</code></td><td>{_e(", ".join(tag.platforms))}</td>'
+                f'<td>{_media_type(tag.media_type)}</td><td>{_e(", ".join(tag.platforms))}</td>'
                 f'<td>{_built(tag, now)}</td><td>{_first_seen(tag, now)}</td></tr>')
         path = hal.repository_path(base, repository.name)
         pager = ""
