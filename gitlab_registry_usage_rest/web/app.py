@@ -26,13 +26,12 @@ from .logins import (
     AuthenticationUnavailable,
     Authenticator,
     LoginCheck,
-    LoginsBusy,
-    TooManyLogins,
+    LoginImpossible,
 )
 from .metrics import Metrics
 from .replay import ResponseReplay
 from .resources import AuthToken, Repositories, RepositoryPath
-from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error
+from .responses import RenderCache, json_error
 from .throttle import LoginThrottle
 from .tokens import VerifiedTokens
 
@@ -239,22 +238,11 @@ def _init_basic_auth(check: LoginCheck) -> HTTPBasicAuth:
 
 
 def _init_error_handlers(app: Flask) -> None:
-    @app.errorhandler(AuthenticationUnavailable)
-    def _directory_down(error: AuthenticationUnavailable) -> Response:
-        log.warning("login impossible, the directory cannot be asked: %s", error)
-        response = json_error(503, "The login directory cannot be reached; try again later")
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-
-    @app.errorhandler(LoginsBusy)
-    def _logins_busy(_error: LoginsBusy) -> Response:
-        response = json_error(429, "Too many logins are waiting for the login directory; try again shortly")
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.errorhandler(TooManyLogins)
-    def _too_many(error: TooManyLogins) -> Response:
-        response = json_error(429, f"Too many failed logins; try again in {error.retry_after} seconds")
+    @app.errorhandler(LoginImpossible)
+    def _login_impossible(error: LoginImpossible) -> Response:
+        if isinstance(error, AuthenticationUnavailable):
+            log.warning("login impossible, the directory cannot be asked: %s", error)
+        response = json_error(error.status, error.message)
         response.headers["Retry-After"] = str(error.retry_after)
         return response
 

@@ -22,8 +22,8 @@ from jwt.exceptions import PyJWTError
 from ..model import Snapshot
 from ..state import RefreshState, SnapshotHolder
 from . import hal, pages
-from .logins import AuthenticationUnavailable, LoginCheck, LoginsBusy, TooManyLogins
-from .responses import RETRY_AFTER_SECONDS, wants_html
+from .logins import AuthenticationUnavailable, LoginCheck, LoginImpossible
+from .responses import wants_html
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,12 @@ def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, c
             return login_page_response(401, "Enter your user name and password.", username)
         try:
             name = check(username, password)
-        except TooManyLogins as error:
-            response = login_page_response(
-                429, f"Too many failed logins; try again in {error.retry_after} seconds.", username)
+        except LoginImpossible as error:
+            # Answered as /auth_token answers it (status, Retry-After, message), on the form.
+            if isinstance(error, AuthenticationUnavailable):
+                log.warning("login impossible, the directory cannot be asked: %s", error)
+            response = login_page_response(error.status, error.message + ".", username)
             response.headers["Retry-After"] = str(error.retry_after)
-            return response
-        except LoginsBusy:
-            response = login_page_response(429, "Too many logins are waiting for the directory; try again.", username)
-            response.headers["Retry-After"] = "1"
-            return response
-        except AuthenticationUnavailable as error:
-            log.warning("login impossible, the directory cannot be asked: %s", error)
-            response = login_page_response(503, "The login directory cannot be reached; try again later.", username)
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
         if name is None:
             return login_page_response(401, "Invalid user name or password.", username)

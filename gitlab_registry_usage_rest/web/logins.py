@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from flask import request
 
+from .responses import RETRY_AFTER_SECONDS
 from .throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -32,20 +33,39 @@ class NamingAuthenticator(Authenticator, Protocol):
         ...
 
 
-class AuthenticationUnavailable(Exception):
+class LoginImpossible(Exception):
+    """A login that cannot be decided now: how to answer it, the same for ``/auth_token`` and the form."""
+
+    status = 503
+    message = "The login cannot be checked now"
+    retry_after = 1
+
+
+class AuthenticationUnavailable(LoginImpossible):
     """The directory could not be asked; answered with 503."""
 
+    status = 503
+    message = "The login directory cannot be reached; try again later"
+    retry_after = RETRY_AFTER_SECONDS
 
-class LoginsBusy(Exception):
+
+class LoginsBusy(LoginImpossible):
     """Half the request threads already wait on the directory; answered at once with 429, as a limit it is."""
 
+    status = 429
+    message = "Too many logins are waiting for the login directory; try again shortly"
+    retry_after = 1
 
-class TooManyLogins(Exception):
+
+class TooManyLogins(LoginImpossible):
     """Too many failed logins from this client (or for this name from this client); answered with 429."""
+
+    status = 429
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+        self.message = f"Too many failed logins; try again in {retry_after} seconds"
 
 
 class LoginCheck:
