@@ -6,6 +6,7 @@ thread without locks. Nothing here does I/O or imports from the rest of the pack
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -89,21 +90,84 @@ class RepositoryUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerTable:
+    """Which layers every tag references, by layer id, and each layer's size: what the set-wise questions
+    (a group's ``unique_size``, what a cleanup policy frees) need once the digests are forgotten.
+
+    Tags are numbered in snapshot order (repositories in order, each readable repository's tags in order);
+    tag ``n`` references the distinct layer ids ``ids[starts[n]:starts[n + 1]]``. Flat arrays rather than a
+    tuple per tag: four bytes per reference instead of an object each.
+    """
+
+    sizes: array[int]  # "q": bytes, by layer id
+    starts: array[int]  # "q": tag count + 1 offsets into ids
+    ids: array[int]  # "I": layer ids
+
+    @property
+    def tag_count(self) -> int:
+        return len(self.starts) - 1
+
+    def tag_layers(self, number: int) -> array[int]:
+        """The layer ids of tag ``number``."""
+        return self.ids[self.starts[number]:self.starts[number + 1]]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUsage:
+    """A group (a path prefix of repository names) and what it covers: the repository named so and those
+    below it.
+
+    ``size`` and ``disk_size`` sum the covered repositories' (so sibling groups add up to their parent);
+    ``unique_size`` is what deleting every covered repository frees (``None`` where the layers are unknown).
+    ``subgroups`` and ``repositories`` are its direct children, by name: together they cover exactly what the
+    group covers, each repository once.
+    """
+
+    name: str
+    size: int
+    disk_size: int
+    unique_size: int | None
+    repository_count: int
+    tag_count: int
+    subgroups: tuple[str, ...]
+    repositories: tuple[str, ...]
+
+    @property
+    def parent(self) -> str | None:
+        """The enclosing group's name; ``None`` for a top-level group."""
+        head, slash, _ = self.name.rpartition("/")
+        return head if slash else None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything served between two refreshes; replaced whole, never changed.
 
     ``errors`` are the crawl's repositories without figures, ``warnings`` what else it could not read.
+    ``layers`` is ``None`` for a snapshot read from an older data file, which kept no layers; ``groups``
+    (by name) are computed with the figures (``sizes.build_snapshot``, ``sizes.group_usage``).
     """
 
     timestamp: float
     repositories: tuple[RepositoryUsage, ...]
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    layers: LayerTable | None = None
+    groups: tuple[GroupUsage, ...] = field(default=(), compare=False)  # derived from the two above
     _index: Mapping[str, RepositoryUsage] = field(init=False, repr=False, compare=False)
+    _group_index: Mapping[str, GroupUsage] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {repository.name: repository for repository in self.repositories}
         object.__setattr__(self, "_index", MappingProxyType(index))
+        object.__setattr__(self, "_group_index", MappingProxyType({group.name: group for group in self.groups}))
 
     def repository(self, name: str) -> RepositoryUsage | None:
         return self._index.get(name)
+
+    def group(self, name: str) -> GroupUsage | None:
+        return self._group_index.get(name)
+
+    def top_level_groups(self) -> list[GroupUsage]:
+        """The groups of depth 1, by name."""
+        return [group for group in self.groups if "/" not in group.name]

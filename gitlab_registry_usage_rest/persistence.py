@@ -23,17 +23,19 @@ import logging
 import os
 import tempfile
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import RepositoryUsage, Snapshot, TagUsage
+from .model import LayerTable, RepositoryUsage, Snapshot, TagUsage
+from .sizes import group_usage
 
 log = logging.getLogger(__name__)
 
 FORMAT = "gitlab-registry-usage-rest snapshot"
-VERSION = 2
+VERSION = 3
 # Timestamps a response can carry: datetime (Last-Modified, the pages' dates) ends with the year 9999.
 LATEST_TIMESTAMP = 253402300799.0
 # Config digest -> creation time kept with the snapshot; the builtin crawler keeps no more than this either.
@@ -55,11 +57,19 @@ class Saved:
 
 
 def encode(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None) -> bytes:
-    """Version 2: the served figures, tags as compact arrays (loading must stay fast at 100,000 tags).
+    """Version 3: the served figures, tags as compact arrays (loading must stay fast at 100,000 tags).
 
     Version 2 added each tag's ``created`` and ``first_seen``, the snapshot's ``warnings`` and ``configs``
-    (config digest -> creation time, so that a restarted crawler need not read every config again).
+    (config digest -> creation time, so that a restarted crawler need not read every config again); version 3
+    each tag's layer ids and ``layer_sizes`` (by id), which groups and the cleanup simulator need. A snapshot
+    without layers (read from an older file) is written with ``layer_sizes`` null.
     """
+    layers = snapshot.layers
+    numbers = itertools.count()
+
+    def tag_layers(tag: TagUsage) -> list[int] | None:
+        return None if layers is None else layers.tag_layers(next(numbers)).tolist()
+
     return json.dumps(
         {
             "format": FORMAT,
@@ -71,10 +81,11 @@ def encode(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None
                 [repo.name, repo.size, repo.disk_size, repo.unique_size,
                  None if repo.tags is None else [
                      [tag.name, tag.size, tag.disk_size, tag.unique_size, tag.digest, tag.media_type,
-                      list(tag.platforms), tag.created, tag.first_seen]
+                      list(tag.platforms), tag.created, tag.first_seen, tag_layers(tag)]
                      for tag in repo.tags]]
                 for repo in snapshot.repositories
             ],
+            "layer_sizes": None if layers is None else layers.sizes.tolist(),
             "configs": dict(itertools.islice((configs or {}).items(), MAX_CONFIGS)),
         },
         separators=(",", ":"),
@@ -82,12 +93,13 @@ def encode(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None
 
 
 def decode(data: bytes) -> Snapshot:
-    """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete version 1 or 2 file."""
+    """The snapshot in ``data``; ``SnapshotFileError`` for anything but a complete file of versions 1 to 3."""
     return decode_saved(data).snapshot
 
 
 def decode_saved(data: bytes) -> Saved:
-    """The snapshot and config dates in ``data`` (a version 1 file has no dates, created or first_seen)."""
+    """The snapshot and config dates in ``data`` (a version 1 file has no dates, created or first_seen; files
+    before version 3 have no layers: their groups have no ``unique_size`` until the next refresh)."""
     try:
         # NaN and Infinity are no JSON (RFC 8259), though Python's json reads them by default.
         document = json.loads(data, parse_constant=_refuse_constant)
@@ -97,18 +109,23 @@ def decode_saved(data: bytes) -> Saved:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise SnapshotFileError("not a snapshot file")
     version = document.get("version")
-    if version not in (1, 2) or isinstance(version, bool):
-        raise SnapshotFileError(f"format version {version!r}, this version reads 1 and {VERSION}")
-    tag = _tag if version == 2 else _tag_version_1
+    if version not in (1, 2, 3) or isinstance(version, bool):
+        raise SnapshotFileError(f"format version {version!r}, this version reads 1 to {VERSION}")
     try:
+        layer_sizes = _layer_sizes(document["layer_sizes"]) if version >= 3 else None
+        reader = _TagReader(version, layer_sizes)
+        repositories = tuple(_repository(entry, reader.tag) for entry in _array(document["repositories"]))
+        layers = reader.table()
         snapshot = Snapshot(
             timestamp=_number(document["timestamp"]),
-            repositories=tuple(_repository(entry, tag) for entry in _array(document["repositories"])),
+            repositories=repositories,
             errors=tuple(_text(error) for error in _array(document["errors"])),
-            warnings=tuple(_text(warning) for warning in _array(document["warnings"])) if version == 2 else (),
+            warnings=tuple(_text(warning) for warning in _array(document["warnings"])) if version >= 2 else (),
+            layers=layers,
+            groups=group_usage(repositories, layers),
         )
-        configs = _configs(document["configs"]) if version == 2 else {}
-    except (KeyError, TypeError, ValueError) as error:
+        configs = _configs(document["configs"]) if version >= 2 else {}
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise SnapshotFileError(f"malformed content ({type(error).__name__}: {error})") from None
     return Saved(snapshot, configs)
 
@@ -124,6 +141,41 @@ def _repository(entry: Any, tag: Callable[[Any], TagUsage]) -> RepositoryUsage:
     )
 
 
+def _layer_sizes(value: Any) -> array[int] | None:
+    if value is None:
+        return None
+    return array("q", (_size(size) for size in _array(value)))  # OverflowError past 2**63
+
+
+class _TagReader:
+    """Reads the tags of one file's version, collecting their layer ids (version 3) into a ``LayerTable``."""
+
+    def __init__(self, version: int, layer_sizes: array[int] | None) -> None:
+        self._version = version
+        self._sizes = layer_sizes
+        self._starts = array("q", [0])
+        self._ids = array("I")
+
+    def tag(self, entry: Any) -> TagUsage:
+        fields = _array(entry)
+        if self._version == 1:
+            return _tag([*fields, None, None])
+        if self._version == 2:
+            return _tag(fields)
+        *fields, ids = fields
+        if self._sizes is not None:
+            count = len(self._sizes)
+            for layer in _array(ids):
+                if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < count:
+                    raise ValueError(f"layer id {layer!r:.40} is not one of the {count} layers")
+                self._ids.append(layer)
+            self._starts.append(len(self._ids))
+        return _tag(fields)
+
+    def table(self) -> LayerTable | None:
+        return None if self._sizes is None else LayerTable(self._sizes, self._starts, self._ids)
+
+
 def _tag(entry: Any) -> TagUsage:
     name, size, disk_size, unique_size, digest, media_type, platforms, created, first_seen = _array(entry)
     return TagUsage(
@@ -137,11 +189,6 @@ def _tag(entry: Any) -> TagUsage:
         created=None if created is None else _number(created),
         first_seen=None if first_seen is None else _number(first_seen),
     )
-
-
-def _tag_version_1(entry: Any) -> TagUsage:
-    name, size, disk_size, unique_size, digest, media_type, platforms = _array(entry)
-    return _tag([name, size, disk_size, unique_size, digest, media_type, platforms, None, None])
 
 
 def _configs(value: Any) -> ConfigDates:

@@ -14,6 +14,13 @@ The library finds each layer's owner by scanning every tag for every layer (laye
 over the (tag, layer) pairs gives the same owners and reference counts, so the cost here is linear
 in that number.
 
+A group's figures (new) cover the repository named as the group and those below it: ``size`` and
+``disk_size`` are sums, so sibling groups add up to their parent and the top-level groups to the registry;
+``unique_size`` is what deleting all of them frees: the layers every reference to which comes from inside.
+Groups are every first path segment and every deeper proper prefix of a repository name (``a/b`` is a group
+when ``a/b/c`` exists, whether or not ``a/b`` itself is a repository), so each repository has one innermost
+group, and a group's subgroups and direct repositories cover it exactly once.
+
 A tag's ``first_seen`` (new) is carried from the previous snapshot while the tag keeps its digest (or, for
 a collector that reports no digests, while it exists); a new tag, or one moved to another digest, gets the
 new snapshot's time.
@@ -21,16 +28,18 @@ new snapshot's time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .model import ImageListing, Listing, RepositoryUsage, Snapshot, TagUsage
+from .model import GroupUsage, ImageListing, LayerTable, Listing, RepositoryUsage, Snapshot, TagUsage
 
 
 @dataclass(slots=True)
 class _Layer:
     """What one pass over the (tag, layer) pairs learns about a layer."""
 
+    id: int  # in order of first reference
     owner: int  # flat index of the tag it is attributed to
     owner_layer_count: int
     references: int  # tags that contain it
@@ -40,10 +49,12 @@ class _Layer:
 _SHARED = -1
 
 
-def _scan(listing: Listing) -> tuple[list[tuple[int, ImageListing]], dict[str, _Layer]]:
-    """Every tag (flattened, in catalog and tag order) and every layer's owner and references."""
+def _scan(listing: Listing) -> tuple[list[tuple[int, ImageListing]], dict[str, _Layer], array[int], array[int]]:
+    """Every tag (flattened, in catalog and tag order), every layer's owner and references, and the layer ids
+    of each tag (``starts`` and ``ids`` of a ``LayerTable``)."""
     tags: list[tuple[int, ImageListing]] = []
     layers: dict[str, _Layer] = {}
+    starts, ids = array("q", [0]), array("I")
     for repo_index, repository in enumerate(listing.repositories):
         for image in repository.images or ():
             tag_index = len(tags)
@@ -52,15 +63,18 @@ def _scan(listing: Listing) -> tuple[list[tuple[int, ImageListing]], dict[str, _
             for digest in image.layers:
                 layer = layers.get(digest)
                 if layer is None:
-                    layers[digest] = _Layer(tag_index, count, 1, repo_index)
+                    layers[digest] = layer = _Layer(len(layers), tag_index, count, 1, repo_index)
+                    ids.append(layer.id)
                     continue
+                ids.append(layer.id)
                 layer.references += 1
                 # Strictly fewer layers wins, so among equals the first tag in order keeps the layer.
                 if count < layer.owner_layer_count:
                     layer.owner, layer.owner_layer_count = tag_index, count
                 if layer.repository != repo_index:
                     layer.repository = _SHARED
-    return tags, layers
+            starts.append(len(ids))
+    return tags, layers, starts, ids
 
 
 # (repository, tag) -> (digest, first_seen): what the previous snapshot knew of each tag.
@@ -83,9 +97,17 @@ def compute_usage(listing: Listing, seen_at: float | None = None,
 
     ``first_seen`` comes from ``previous`` where the tag has the same digest there, else it is ``seen_at``.
     """
+    return _usage(listing, seen_at, previous)[0]
+
+
+def _usage(listing: Listing, seen_at: float | None,
+           previous: FirstSeen | None) -> tuple[tuple[RepositoryUsage, ...], LayerTable]:
     previous = previous or {}
     sizes = listing.layer_sizes
-    tags, layers = _scan(listing)
+    tags, layers, starts, ids = _scan(listing)
+    layer_sizes = array("q", bytes(8 * len(layers)))
+    for digest, layer in layers.items():
+        layer_sizes[layer.id] = sizes[digest]
     disk_sizes = [0] * len(tags)
     repository_unique = [0] * len(listing.repositories)
     for digest, layer in layers.items():
@@ -125,10 +147,96 @@ def compute_usage(listing: Listing, seen_at: float | None = None,
             unique_size=repository_unique[repo_index],
             tags=tag_usages,
         ))
-    return tuple(repositories)
+    return tuple(repositories), LayerTable(layer_sizes, starts, ids)
 
 
 def build_snapshot(listing: Listing, timestamp: float, previous: Snapshot | None = None) -> Snapshot:
     """Freeze a crawl into what the service serves; tags keep their ``first_seen`` from ``previous``."""
-    return Snapshot(timestamp=timestamp, repositories=compute_usage(listing, timestamp, first_seen_index(previous)),
-                    errors=listing.errors, warnings=listing.warnings)
+    repositories, layers = _usage(listing, timestamp, first_seen_index(previous))
+    return Snapshot(timestamp=timestamp, repositories=repositories, errors=listing.errors,
+                    warnings=listing.warnings, layers=layers, groups=group_usage(repositories, layers))
+
+
+# -- groups -----------------------------------------------------------------------------------------------------
+
+
+def group_names(name: str) -> list[str]:
+    """The groups a repository belongs to, outermost first: its first segment and its deeper proper prefixes."""
+    segments = name.split("/")
+    return ["/".join(segments[:depth]) for depth in range(1, max(2, len(segments)))]
+
+
+def group_usage(repositories: Sequence[RepositoryUsage], layers: LayerTable | None) -> tuple[GroupUsage, ...]:
+    """Every group's figures (see the module's docstring), by name; ``unique_size`` needs ``layers``.
+
+    Cost: the repositories times their depth, plus one pass over each repository's distinct layers.
+    """
+    memberships = [group_names(repository.name) for repository in repositories]
+    existing = {group for member_of in memberships for group in member_of}
+    for repository, member_of in zip(repositories, memberships, strict=True):
+        if repository.name in existing and repository.name not in member_of:
+            member_of.append(repository.name)  # the group's own image
+    groups: dict[str, list[int]] = {}  # name -> [size, disk_size, repository_count, tag_count]
+    for repository, member_of in zip(repositories, memberships, strict=True):
+        for group in member_of:
+            totals = groups.get(group)
+            if totals is None:
+                groups[group] = totals = [0, 0, 0, 0]
+            totals[0] += repository.size or 0
+            totals[1] += repository.disk_size or 0
+            totals[2] += 1
+            totals[3] += len(repository.tags or ())
+    unique = None if layers is None else _group_unique(repositories, layers, set(groups))
+    children: dict[str, list[str]] = {group: [] for group in groups}
+    direct: dict[str, list[str]] = {group: [] for group in groups}
+    for group in groups:
+        head, slash, _ = group.rpartition("/")
+        if slash:
+            children[head].append(group)
+    for repository, member_of in zip(repositories, memberships, strict=True):
+        direct[member_of[-1]].append(repository.name)
+    return tuple(
+        GroupUsage(name=group, size=totals[0], disk_size=totals[1],
+                   unique_size=None if unique is None else unique.get(group, 0),
+                   repository_count=totals[2], tag_count=totals[3],
+                   subgroups=tuple(sorted(children[group])), repositories=tuple(sorted(direct[group])))
+        for group, totals in sorted(groups.items())
+    )
+
+
+def _group_unique(repositories: Sequence[RepositoryUsage], layers: LayerTable, groups: set[str]) -> dict[str, int]:
+    """Per group, the bytes of the layers referenced only from inside it.
+
+    A layer's referencing repositories share a longest common prefix of path segments; the layer is unique to
+    exactly the groups that are prefixes of it (or equal to it)."""
+    first_repository: dict[int, int] = {}  # layer id -> the first repository referencing it
+    common_depth: dict[int, int] = {}  # layer id -> segments its repositories have in common
+    segments = [repository.name.split("/") for repository in repositories]
+    number = 0
+    for repo_index, repository in enumerate(repositories):
+        if repository.tags is None:
+            continue
+        distinct: set[int] = set()
+        for _ in repository.tags:
+            distinct.update(layers.tag_layers(number))
+            number += 1
+        mine = segments[repo_index]
+        for layer in distinct:
+            first = first_repository.get(layer)
+            if first is None:
+                first_repository[layer], common_depth[layer] = repo_index, len(mine)
+                continue
+            depth, theirs = common_depth[layer], segments[first]
+            shared = 0
+            while shared < depth and shared < len(mine) and mine[shared] == theirs[shared]:
+                shared += 1
+            common_depth[layer] = shared
+    unique: dict[str, int] = {}
+    for layer, first in first_repository.items():
+        path = segments[first]
+        for depth in range(1, common_depth[layer] + 1):
+            group = "/".join(path[:depth])
+            if group in groups:
+                unique[group] = unique.get(group, 0) + layers.sizes[layer]
+    return unique
+

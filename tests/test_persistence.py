@@ -17,8 +17,16 @@ from typing import Any
 
 import pytest
 
-from gitlab_registry_usage_rest.model import RepositoryUsage, Snapshot, TagUsage
+from gitlab_registry_usage_rest.model import (
+    ImageListing,
+    Listing,
+    RepositoryListing,
+    RepositoryUsage,
+    Snapshot,
+    TagUsage,
+)
 from gitlab_registry_usage_rest.persistence import DataFile, decode, encode
+from gitlab_registry_usage_rest.sizes import build_snapshot
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import until
@@ -83,8 +91,8 @@ def test_file_names_its_format_and_version(tmp_path: Path) -> None:
     path = tmp_path / "snapshot.json"
     DataFile(str(path)).save(Snapshot(5.0, ()))
     assert json.loads(path.read_bytes()) == {
-        "format": "gitlab-registry-usage-rest snapshot", "version": 2, "timestamp": 5.0, "errors": [],
-        "warnings": [], "repositories": [], "configs": {},
+        "format": "gitlab-registry-usage-rest snapshot", "version": 3, "timestamp": 5.0, "errors": [],
+        "warnings": [], "repositories": [], "layer_sizes": None, "configs": {},
     }
 
 
@@ -340,10 +348,10 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
         (b'"gitlab-registry-usage-rest snapshot"', "not a snapshot file"),
         (b"{}", "not a snapshot file"),
         (changed(lambda d: d.update(format="gitlab-registry-usage snapshot")), "not a snapshot file"),
-        (changed(lambda d: d.update(version=3)), "format version 3, this version reads 1 and 2"),
-        (changed(lambda d: d.update(version="1")), "format version '1', this version reads 1 and 2"),
-        (changed(lambda d: d.update(version=True)), "format version True, this version reads 1 and 2"),
-        (changed(lambda d: d.pop("version")), "format version None, this version reads 1 and 2"),
+        (changed(lambda d: d.update(version=4)), "format version 4, this version reads 1 to 3"),
+        (changed(lambda d: d.update(version="1")), "format version '1', this version reads 1 to 3"),
+        (changed(lambda d: d.update(version=True)), "format version True, this version reads 1 to 3"),
+        (changed(lambda d: d.pop("version")), "format version None, this version reads 1 to 3"),
         (changed(lambda d: d.pop("timestamp")), "KeyError: 'timestamp'"),
         (changed(lambda d: d.update(timestamp="yesterday")), "expected a timestamp, found 'yesterday'"),
         (changed(lambda d: d.update(repositories={"app": [1, 1, 1, None]})), "expected an array, found {'app'"),
@@ -383,7 +391,7 @@ def first_tag(document: dict[str, Any]) -> list[Any]:
     ids=[
         "truncated-after-1-byte", "truncated-at-a-third", "truncated-inside-a-tag-name", "truncated-last-byte",
         "empty", "binary", "not-utf-8", "html-error-page", "nested-too-deep",
-        "array", "string", "empty-object", "wrong-format-name", "future-version-3", "version-as-string",
+        "array", "string", "empty-object", "wrong-format-name", "future-version-4", "version-as-string",
         "version-as-bool", "no-version", "no-timestamp", "timestamp-as-string", "repositories-as-object",
         "errors-as-string",
         "negative-repository-size", "negative-tag-disk-size", "size-as-string", "size-as-float", "size-as-bool",
@@ -483,3 +491,49 @@ def test_the_service_creates_the_data_folder_0700_and_the_file_0600(
     assert mode(path) == 0o600
     assert [mode(folder) for folder in (path.parent, path.parent.parent, path.parent.parent.parent)] == [0o700] * 3
     assert files_in(path.parent) == ["snapshot.json"]
+
+
+def grouped_listing() -> Listing:
+    """``team/app`` and ``team/app/cache`` share a layer no other repository has; ``other`` shares one with both."""
+    return Listing((
+        RepositoryListing("team/app", (ImageListing("v1", ("base", "app")), ImageListing("v2", ("base", "app2")))),
+        RepositoryListing("team/app/cache", (ImageListing("v1", ("app", "cache")),)),
+        RepositoryListing("other", (ImageListing("v1", ("base",)),)),
+    ), {"base": 1000, "app": 200, "app2": 30, "cache": 4})
+
+
+def test_layer_ids_and_sizes_round_trip_so_groups_keep_their_unique_size(tmp_path: Path) -> None:
+    snapshot = build_snapshot(grouped_listing(), 10.0)
+    data_file = DataFile(str(tmp_path / "snapshot.json"))
+    assert data_file.save(snapshot) is True
+    loaded = data_file.load()
+    assert loaded is not None and loaded.layers is not None and snapshot.layers is not None
+    assert loaded.layers == snapshot.layers
+    assert loaded.groups == snapshot.groups
+    team = loaded.group("team")
+    assert team is not None and team.unique_size == 200 + 30 + 4
+
+
+def test_file_of_version_2_loads_without_layers_and_its_groups_without_unique_size(tmp_path: Path) -> None:
+    document = json.loads(encode(build_snapshot(grouped_listing(), 10.0)))
+    document["version"] = 2
+    del document["layer_sizes"]
+    for repository in document["repositories"]:
+        for tag in repository[4]:
+            del tag[9]
+    path = tmp_path / "snapshot.json"
+    path.write_bytes(json.dumps(document).encode())
+    loaded = DataFile(str(path)).load()
+    assert loaded is not None and loaded.layers is None
+    team = loaded.group("team")
+    assert team is not None and team.unique_size is None and team.disk_size == 234
+
+
+@pytest.mark.parametrize("bad_ids", [[7], [-1], ["0"], [True], None])
+def test_layer_id_outside_the_layer_sizes_makes_the_file_unreadable(tmp_path: Path, bad_ids: Any) -> None:
+    document = json.loads(encode(build_snapshot(grouped_listing(), 10.0)))
+    document["repositories"][0][4][0][9] = bad_ids
+    path = tmp_path / "snapshot.json"
+    path.write_bytes(json.dumps(document).encode())
+    assert DataFile(str(path)).load() is None
+    assert [name for name in files_in(tmp_path) if name.startswith("snapshot.json.unreadable-")]

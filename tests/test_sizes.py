@@ -10,7 +10,7 @@ import pytest
 from gitlab_registry_usage.registry.high_level_api import GitLabRegistry
 
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing, Snapshot
-from gitlab_registry_usage_rest.sizes import build_snapshot, compute_usage
+from gitlab_registry_usage_rest.sizes import build_snapshot, compute_usage, group_names
 
 
 def listing(repos: Mapping[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> Listing:
@@ -219,3 +219,80 @@ def test_snapshot_carries_created_and_the_crawls_warnings() -> None:
     assert tag is not None and tag.created == 1686825296.0
     assert snapshot.warnings == ("a:v1: config sha256:c could not be read",)
     assert snapshot.errors == ()
+
+
+# -- groups -------------------------------------------------------------------------------------------------------
+
+
+def grouped(repos: Mapping[str, dict[str, list[str]] | None], sizes: dict[str, int]) -> Snapshot:
+    return build_snapshot(listing(repos, sizes), 0.0)
+
+
+def test_groups_are_first_segments_and_deeper_proper_prefixes() -> None:
+    snapshot = grouped({"solo": {"t": ["a"]}, "g/p": {"t": ["a"]}, "g/p/sub": {"t": ["b"]}, "g/q/r/s": {}},
+                       {"a": 1, "b": 2})
+    assert [group.name for group in snapshot.groups] == ["g", "g/p", "g/q", "g/q/r", "solo"]
+    assert group_names("g/q/r/s") == ["g", "g/q", "g/q/r"]
+    assert group_names("solo") == ["solo"]
+
+
+def test_a_group_covers_the_repository_named_so_and_those_below_it() -> None:
+    snapshot = grouped({"g/p": {"t": ["a"]}, "g/p/sub": {"t": ["b"]}, "g/pq": {"t": ["c"]}},
+                       {"a": 1, "b": 2, "c": 4})
+    project = snapshot.group("g/p")
+    assert project is not None
+    assert (project.size, project.repository_count, project.repositories, project.subgroups) == (
+        3, 2, ("g/p", "g/p/sub"), ())
+    top = snapshot.group("g")
+    assert top is not None and (top.subgroups, top.repositories) == (("g/p",), ("g/pq",))
+
+
+def test_sibling_groups_disk_sizes_add_up_to_their_parent_and_the_top_level_to_the_registry() -> None:
+    rng = random.Random(11)
+    sizes = {f"l{i}": rng.randint(1, 10_000) for i in range(60)}
+    names = ["a", "a/b", "a/b/c", "a/d", "a/d/e/f", "g/h", "g/i", "j", "k/l/m", "k/l/n", "k/o"]
+    repos: dict[str, dict[str, list[str]] | None] = {
+        name: {f"t{t}": rng.sample(sorted(sizes), rng.randint(1, 6)) for t in range(rng.randint(0, 3))}
+        for name in names}
+    repos["g/broken"] = None
+    snapshot = grouped(repos, sizes)
+    total = sum(repo.disk_size or 0 for repo in snapshot.repositories)
+    assert sum(group.disk_size for group in snapshot.top_level_groups()) == total
+    for group in snapshot.groups:
+        parts = [snapshot.group(name) for name in group.subgroups]
+        own = [snapshot.repository(name) for name in group.repositories]
+        assert group.disk_size == sum(p.disk_size for p in parts if p) + sum(r.disk_size or 0 for r in own if r)
+        assert group.repository_count == sum(p.repository_count for p in parts if p) + len(own)
+
+
+def test_group_unique_size_is_the_layers_referenced_only_from_inside_it() -> None:
+    rng = random.Random(5)
+    sizes = {f"l{i}": rng.randint(1, 10_000) for i in range(50)}
+    names = ["a", "a/b", "a/b/c", "a/bc", "a/d/e", "f", "f/g/h", "i/j"]
+    repos = {name: {f"t{t}": rng.sample(sorted(sizes), rng.randint(1, 5)) for t in range(rng.randint(1, 3))}
+             for name in names}
+    snapshot = grouped(repos, sizes)
+    for group in snapshot.groups:
+        def inside(name: str, group: str = group.name) -> bool:
+            return name == group or name.startswith(group + "/")
+        referencing: dict[str, set[str]] = {}
+        for name, tags in repos.items():
+            for layers in tags.values():
+                for layer in layers:
+                    referencing.setdefault(layer, set()).add(name)
+        expected = sum(sizes[layer] for layer, users in referencing.items() if all(map(inside, users)))
+        assert group.unique_size == expected, group.name
+
+
+def test_a_layer_shared_by_two_subgroups_is_unique_to_their_parent_only() -> None:
+    snapshot = grouped({"g/a/x": {"t": ["shared", "own"]}, "g/b/y": {"t": ["shared"]}, "h": {"t": ["other"]}},
+                       {"shared": 100, "own": 7, "other": 1})
+    assert [(g.name, g.unique_size) for g in snapshot.groups] == [("g", 107), ("g/a", 7), ("g/b", 0), ("h", 1)]
+
+
+def test_layer_table_lists_each_tags_layer_ids_with_their_sizes() -> None:
+    snapshot = grouped({"r": {"one": ["x", "y"], "two": ["y"]}, "broken": None, "s": {"t": ["z", "x"]}},
+                       {"x": 1, "y": 2, "z": 3})
+    layers = snapshot.layers
+    assert layers is not None and layers.tag_count == 3
+    assert [[layers.sizes[i] for i in layers.tag_layers(n)] for n in range(3)] == [[1, 2], [2], [3, 1]]
