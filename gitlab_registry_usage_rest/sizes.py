@@ -209,34 +209,36 @@ def _group_unique(repositories: Sequence[RepositoryUsage], layers: LayerTable, g
 
     A layer's referencing repositories share a longest common prefix of path segments; the layer is unique to
     exactly the groups that are prefixes of it (or equal to it)."""
-    first_repository: dict[int, int] = {}  # layer id -> the first repository referencing it
-    common_depth: dict[int, int] = {}  # layer id -> segments its repositories have in common
+    count = len(layers.sizes)
+    first_repository = [-1] * count  # layer id -> the first repository referencing it
+    common_depth = [0] * count  # layer id -> path segments its repositories have in common
     segments = [repository.name.split("/") for repository in repositories]
-    number = 0
+    starts, ids, number = layers.starts, layers.ids, 0
     for repo_index, repository in enumerate(repositories):
         if repository.tags is None:
             continue
-        distinct: set[int] = set()
-        for _ in repository.tags:
-            distinct.update(layers.tag_layers(number))
-            number += 1
+        end = number + len(repository.tags)
         mine = segments[repo_index]
-        for layer in distinct:
-            first = first_repository.get(layer)
-            if first is None:
+        for layer in set(ids[starts[number]:starts[end]]):
+            first = first_repository[layer]
+            if first < 0:
                 first_repository[layer], common_depth[layer] = repo_index, len(mine)
                 continue
-            depth, theirs = common_depth[layer], segments[first]
-            shared = 0
+            depth = common_depth[layer]
+            if depth == 0:
+                continue  # shared across top-level groups already: unique to none
+            theirs, shared = segments[first], 0
             while shared < depth and shared < len(mine) and mine[shared] == theirs[shared]:
                 shared += 1
             common_depth[layer] = shared
+        number = end
     unique: dict[str, int] = {}
-    for layer, first in first_repository.items():
+    for layer, first in enumerate(first_repository):
+        if first < 0:
+            continue
         path = segments[first]
         for depth in range(1, common_depth[layer] + 1):
             group = "/".join(path[:depth])
             if group in groups:
                 unique[group] = unique.get(group, 0) + layers.sizes[layer]
     return unique
-
