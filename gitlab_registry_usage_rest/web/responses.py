@@ -162,7 +162,14 @@ def respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, opt
     if snapshot is None:  # nothing collected yet: nothing worth caching or validating
         rendered = _render(build(), title, html)
         return Response(rendered.body, mimetype=rendered.mimetype)
-    rendered = cache.get(snapshot, (target, options, html), lambda: _render(build(), title, html))
+    return send(cache, snapshot, (target, options, html), lambda: _render(build(), title, html))
+
+
+def send(cache: RenderCache, snapshot: Snapshot, key: Hashable, render: Callable[[], Rendered],
+         extra_headers: dict[str, str] | None = None) -> Response:
+    """``respond`` for any representation: ``render`` builds it once per snapshot and ``key`` (which must name
+    the representation), then it is validated, compressed and marked for replay as ``respond``'s are."""
+    rendered = cache.get(snapshot, key, render)
     encoding = _encoding(rendered)
     headers = {
         "ETag": f'"{rendered.etag}{"-" + encoding if encoding else ""}"',
@@ -170,8 +177,9 @@ def respond(cache: RenderCache, snapshot: Snapshot | None, target: Hashable, opt
         # The data is per-user authorised: browsers may keep it but must revalidate; proxies must not share it.
         "Cache-Control": "private, no-cache",
         "Vary": "Accept, Accept-Encoding, Authorization",
+        **(extra_headers or {}),
     }
-    if html:
+    if rendered.mimetype == "text/html":
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     request.environ[ENVIRON_KEY] = Replayable(snapshot, request.endpoint or "", rendered, encoding)
     if _not_modified(rendered.etag, snapshot.timestamp):
