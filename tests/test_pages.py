@@ -116,12 +116,12 @@ def test_dashboard_filter_by_group_covers_the_group_and_what_is_below() -> None:
     assert rows and all(str(row["data-repository"]).startswith("team-3/") for row in rows)
 
 
-def test_treemap_rectangles_link_to_repositories_and_groups() -> None:
+def test_treemap_rectangles_link_to_repositories_and_group_pages() -> None:
     parsed = _dashboard(_snapshot(30))
     kinds = {rect["data-kind"] for rect in parsed.rects}
     assert kinds == {"group", "repository"}
     assert "/prefix/repositories/team-3%2Fapp-3" in parsed.hrefs
-    assert "/prefix/?prefix=team-3" in parsed.hrefs
+    assert "/prefix/groups/team-3" in parsed.hrefs
 
 
 def test_hostile_names_are_escaped_everywhere() -> None:
@@ -139,7 +139,7 @@ def test_crawl_errors_and_age_are_shown() -> None:
     assert "4 minutes ago" in text and "broken/one: its tags could not be read" in text
 
 
-def test_repository_page_lists_its_tags_with_hooks_and_breadcrumbs() -> None:
+def test_repository_page_lists_its_tags_with_hooks_and_breadcrumbs_to_group_pages() -> None:
     snapshot = _snapshot(3)
     repository = snapshot.repositories[1]
     parsed = _Rows()
@@ -147,7 +147,7 @@ def test_repository_page_lists_its_tags_with_hooks_and_breadcrumbs() -> None:
     assert {row["data-tag"] for row in parsed.rows} == {"latest", "v1"}
     assert {row["data-tag"]: int(row["data-disk-size"] or 0) for row in parsed.rows} == {
         tag.name: tag.disk_size for tag in repository.tags or ()}
-    assert "/p/?prefix=team-1" in parsed.hrefs and "/p/" in parsed.hrefs
+    assert "/p/groups/team-1" in parsed.hrefs and "/p/" in parsed.hrefs
 
 
 AGES = RepositoryUsage("g/p", 3, 3, 3, (

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import html
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from ..model import RepositoryUsage, Snapshot, TagUsage
+from ..cleanup import CleanupResult, PolicyError
+from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
 from ..state import RefreshStatus
 from . import hal
 from .html import content_security_policy
 from .humanize import age, duration, iec, iso
-from .treemap import Tile, group_repositories, layout, top_level_group
+from .treemap import Tile, group_repositories, layout
 
 PAGE_ROWS = 50
 TREEMAP_WIDTH, TREEMAP_HEIGHT = 1200.0, 560.0
@@ -112,6 +113,24 @@ def _url(path: str, query: Mapping[str, str | None]) -> str:
 
 def dashboard_path(base: str) -> str:
     return (base or "") + "/"
+
+
+def _groups_path(base: str) -> str:
+    return f"{base}/groups"
+
+
+def _group_path(base: str, name: str) -> str:
+    """A group's page: each segment quoted, the slashes between them plain."""
+    return f"{base}/groups/" + "/".join(quote(segment, safe="") for segment in name.split("/"))
+
+
+def cleanup_path(base: str, group: str | None = None, repository: str | None = None) -> str:
+    """The cleanup simulator for the whole registry, a group, or a repository."""
+    if repository is not None:
+        return hal.repository_path(base, repository) + "/cleanup"
+    if group is not None:
+        return _group_path(base, group) + "/cleanup"
+    return f"{base}/cleanup"
 
 
 def _page(title: str, base: str, body: str, user: str | None, api_view: str | None = None) -> str:
@@ -223,15 +242,20 @@ def treemap_svg(snapshot: Snapshot, base: str) -> str:
     """Disk usage by top-level group and repository, as a squarified treemap of links."""
     groups = group_repositories((repository.name, repository.disk_size) for repository in snapshot.repositories)
     tiles = layout(groups, TREEMAP_WIDTH, TREEMAP_HEIGHT)
+    return _treemap(tiles, snapshot, base, "", "Disk usage by group and repository")
+
+
+def _treemap(tiles: Sequence[Tile], snapshot: Snapshot, base: str, root: str, label: str) -> str:
+    """The SVG of laid-out tiles: repositories link to their pages, groups (by the band of their name) and the
+    rest of a group to the group's page; ``root`` is the group whose page this is ("" for the dashboard)."""
     if not tiles:
         return '<p class="muted">No storage to show yet.</p>'
-    figures = {repository.name: repository for repository in snapshot.repositories}
     # A tile along its group's top edge leaves the first line to the group's name.
     tops = {tile.path: tile.y for tile in tiles if tile.kind == "group"}
     parts = [f'<svg class="treemap" viewBox="0 0 {TREEMAP_WIDTH:g} {TREEMAP_HEIGHT:g}" role="img" '
-             'aria-label="Disk usage by group and repository">']
+             f'aria-label="{_e(label)}">']
     for tile in tiles:
-        parts.append(_tile_svg(tile, base, figures, tops))
+        parts.append(_tile_svg(tile, base, snapshot, tops, root))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -241,34 +265,61 @@ def _rect(tile: Tile, style: str) -> str:
             f' data-kind="{tile.kind}" data-path="{_e(tile.path)}" data-bytes="{tile.size}"')
 
 
-def _tile_svg(tile: Tile, base: str, figures: Mapping[str, RepositoryUsage], tops: Mapping[str, float]) -> str:
+def _group_title(name: str, group: GroupUsage | None, size: int) -> str:
+    """A group tile's tooltip: its disk size, what deleting it frees, what it holds."""
+    if group is None:
+        return f"{name}: {iec(size)} on disk ({size:,} bytes)"
+    unique = "unknown" if group.unique_size is None else f"{iec(group.unique_size)} ({group.unique_size:,} bytes)"
+    return (f"{name}\ndisk size {iec(group.disk_size)} ({group.disk_size:,} bytes)\n"
+            f"deleting the group frees {unique}\n"
+            f"{group.repository_count:,} repositories · {group.tag_count:,} tags · click to open")
+
+
+def _relative(name: str, group: str | None) -> str:
+    return name[len(group) + 1:] if group and name.startswith(group + "/") else name
+
+
+def _tile_svg(tile: Tile, base: str, snapshot: Snapshot, tops: Mapping[str, float], root: str) -> str:
     if tile.kind == "group":
-        href = _url(dashboard_path(base), {"prefix": tile.path})
-        label = _fits(tile.path, tile.w, tile.h, 13)
-        text = (f'<a href="{_e(href)}"><text class="group-label" x="{tile.x + 4:.2f}" y="{tile.y + 15:.2f}">'
-                f"{_e(label)}</text></a>") if label else ""
-        title = f"{tile.path}: {iec(tile.size)} on disk ({tile.size:,} bytes)"
+        group = snapshot.group(tile.path)
+        href = _group_path(base, tile.path)
+        title = _e(_group_title(tile.path, group, tile.size))
+        label = _fits(_relative(tile.path, root), tile.w, tile.h, 13)
+        # The outline lets clicks through to the repositories; the band along its top edge, where its name
+        # stands, opens the group.
+        band = min(18.0, tile.h / 2)
+        text = (f'<text class="group-label" x="{tile.x + 4:.2f}" y="{tile.y + 15:.2f}">{_e(label)}</text>'
+                if label else "")
         return (_rect(tile, 'fill="none" stroke="#fff" stroke-width="2.5" pointer-events="none"')
-                + f"><title>{_e(title)}</title></rect>{text}")
-    group = top_level_group(tile.path) if tile.kind == "repository" else tile.path
-    hue = _hue(group)
+                + f"><title>{title}</title></rect>"
+                + f'<a href="{_e(href)}" class="group-link"><rect class="band" x="{tile.x:.2f}" y="{tile.y:.2f}" '
+                  f'width="{tile.w:.2f}" height="{band:.2f}" fill="#10161c" fill-opacity="0.06" '
+                  f'data-group="{_e(tile.path)}"><title>{title}</title></rect>{text}</a>')
+    group_of = tile.parent if tile.kind == "repository" else (tile.path or None)
+    hue = _hue(group_of if group_of is not None else tile.path)
     if tile.kind == "rest":
-        what = f"{tile.count} more groups" if tile.path == "" else f"{tile.count} smaller repositories of {group}"
-        href = _url(dashboard_path(base), {"prefix": tile.path or None, "sort": "-disk_size"})
+        if tile.path == root:
+            what = f"{tile.count} more {'groups' if not root else 'subgroups and repositories'}"
+            href = _groups_path(base) if not root else _group_path(base, root) + "#contents"
+        else:
+            what = f"{tile.count} smaller repositories of {_relative(tile.path, root)}"
+            href = _group_path(base, tile.path)
         title = f"{what}: {iec(tile.size)} on disk ({tile.size:,} bytes)"
         fill = f'fill="hsl({hue},25%,86%)" stroke="#fff" stroke-width=".6"'
         label = _fits(what, tile.w, tile.h)
     else:
-        repository = figures[tile.path]
+        repository = snapshot.repository(tile.path)
         href = hal.repository_path(base, tile.path)
-        title = (f"{tile.path}\ndisk size {iec(repository.disk_size)} ({repository.disk_size or 0:,} bytes)\n"
-                 f"size {iec(repository.size)} · unique {iec(repository.unique_size)} · "
-                 f"{len(repository.tags or ())} tags")
+        if repository is None:
+            title = f"{tile.path}: {iec(tile.size)} on disk ({tile.size:,} bytes)"
+        else:
+            title = (f"{tile.path}\ndisk size {iec(repository.disk_size)} ({repository.disk_size or 0:,} bytes)\n"
+                     f"size {iec(repository.size)} · unique {iec(repository.unique_size)} · "
+                     f"{len(repository.tags or ())} tags")
         fill = f'fill="hsl({hue},55%,{66 + (zlib.crc32(tile.path.encode("utf-8", "surrogatepass")) % 14)}%)" ' \
                'stroke="#fff" stroke-width=".6"'
-        short = tile.path[len(group) + 1:] if tile.path.startswith(group + "/") else tile.path
-        label = _fits(short, tile.w, tile.h)
-    under_group_name = abs(tops.get(group, -1.0) - tile.y) < 0.01
+        label = _fits(_relative(tile.path, group_of if group_of is not None else root), tile.w, tile.h)
+    under_group_name = group_of is not None and abs(tops.get(group_of, -1.0) - tile.y) < 0.01
     if under_group_name and tile.h < 40:
         label = None
     text = f'<text x="{tile.x + 4:.2f}" y="{tile.y + (30 if under_group_name else 15):.2f}">{_e(label)}</text>' \
@@ -436,18 +487,19 @@ def _pager(path: str, query: TableQuery, page: int, pages: int, total: int, show
 
 # --- a repository and a tag ----------------------------------------------------------------------
 
-def _crumbs(base: str, name: str, tag: str | None = None) -> str:
-    """Dashboard / group / subgroup / project [/ tag]: each group links to the dashboard filtered by it."""
-    home = dashboard_path(base)
-    parts = [f'<a href="{_e(home)}">Dashboard</a>']
+def _crumbs(base: str, name: str, tag: str | None = None, last: str | None = None) -> str:
+    """Dashboard / group / subgroup / project [/ tag | / last]: each group links to its group page."""
+    parts = [f'<a href="{_e(dashboard_path(base))}">Dashboard</a>']
     segments = name.split("/")
     for depth in range(1, len(segments)):
         group = "/".join(segments[:depth])
-        parts.append(f'<a href="{_e(_url(home, {"prefix": group}))}">{_e(segments[depth - 1])}</a>')
-    last = segments[-1]
-    parts.append(f'<a href="{_e(hal.repository_path(base, name))}">{_e(last)}</a>' if tag is not None else _e(last))
-    if tag is not None:
-        parts.append(_e(tag))
+        parts.append(f'<a href="{_e(_group_path(base, group))}">{_e(segments[depth - 1])}</a>')
+    tail = tag if tag is not None else last
+    shown = segments[-1]
+    parts.append(f'<a href="{_e(hal.repository_path(base, name))}">{_e(shown)}</a>' if tail is not None
+                 else f'<span aria-current="page">{_e(shown)}</span>')
+    if tail is not None:
+        parts.append(f'<span aria-current="page">{_e(tail)}</span>')
     return '<nav class="crumbs" aria-label="Breadcrumbs">' + " / ".join(parts) + "</nav>"
 
 
@@ -570,3 +622,419 @@ def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | 
               f'data-first-seen="{_raw_time(tag.first_seen)}">{table}</table></div>')
     api = hal.tag_path(base, repository.name, tag.name) + "?view=api"
     return _page(f"{repository.name}:{tag.name}", base, body, user, api)
+
+
+# --- groups --------------------------------------------------------------------------------------
+
+GROUP_SORT_COLUMNS = ("name", "disk_size", "size", "unique_size", "repositories", "tags")
+MAX_DEPTH = 64
+TAGS_SHOWN = 8
+
+
+def _page_number(args: Mapping[str, str]) -> int:
+    try:
+        return max(1, min(int(args.get("page", "1")), 10**6))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class GroupQuery:
+    """What the groups table shows: the depth of its groups, their order and the page (from the query string)."""
+
+    depth: int = 1
+    sort: str = DEFAULT_SORT
+    page: int = 1
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> GroupQuery:
+        """Forgiving, as links are: an unknown order, depth or page falls back to the default."""
+        sort = args.get("sort", DEFAULT_SORT)
+        if sort.removeprefix("-") not in GROUP_SORT_COLUMNS:
+            sort = DEFAULT_SORT
+        try:
+            depth = max(1, min(int(args.get("depth", "1")), MAX_DEPTH))
+        except ValueError:
+            depth = 1
+        return cls(depth, sort, _page_number(args))
+
+    def args(self, **changes: str | int) -> dict[str, str | None]:
+        values: dict[str, str | int] = {"depth": self.depth, "sort": self.sort, "page": self.page, **changes}
+        return {
+            "depth": None if values["depth"] == 1 else str(values["depth"]),
+            "sort": None if values["sort"] == DEFAULT_SORT else str(values["sort"]),
+            "page": None if values["page"] == 1 else str(values["page"]),
+        }
+
+
+def _group_key(column: str) -> Callable[[GroupUsage], object]:
+    if column == "name":
+        return lambda group: group.name
+    if column == "repositories":
+        return lambda group: group.repository_count
+    if column == "tags":
+        return lambda group: group.tag_count
+    return lambda group: getattr(group, column)
+
+
+def sorted_groups(groups: Iterable[GroupUsage], sort: str) -> list[GroupUsage]:
+    """Ordered by ``sort`` (``-`` for descending); unknown unique sizes last, ties by name."""
+    key = _group_key(sort.removeprefix("-"))
+    items = sorted(groups, key=lambda group: group.name)
+    known = [group for group in items if key(group) is not None]
+    known.sort(key=key, reverse=sort.startswith("-"))  # type: ignore[arg-type]
+    return known + [group for group in items if key(group) is None]
+
+
+def _depth(name: str) -> int:
+    return name.count("/") + 1
+
+
+def _covered(snapshot: Snapshot, group: GroupUsage) -> list[str]:
+    """The repositories a group covers, by walking its subgroups: linear in what it covers."""
+    names: list[str] = []
+    pending = [group]
+    while pending:
+        current = pending.pop()
+        names.extend(current.repositories)
+        pending.extend(child for name in current.subgroups if (child := snapshot.group(name)) is not None)
+    return names
+
+
+def _disk_sizes(snapshot: Snapshot, names: Iterable[str]) -> list[tuple[str, int]]:
+    sized = []
+    for name in names:
+        repository = snapshot.repository(name)
+        if repository is not None and repository.disk_size:
+            sized.append((name, repository.disk_size))
+    return sized
+
+
+def _sort_links(columns: Sequence[tuple[str, str]], sort: str, href: Callable[[str], str]) -> str:
+    """Column headers that sort the table; a second click on the column in force turns its order around."""
+    headers = []
+    for column, label in columns:
+        if not column:
+            headers.append(f'<th class="num">{label}</th>')
+            continue
+        current = sort.removeprefix("-") == column
+        target = (column if sort.startswith("-") else "-" + column) if current else \
+            ("-" + column if column != "name" else column)
+        arrow = (" ▼" if sort.startswith("-") else " ▲") if current else ""
+        css = "" if column == "name" else ' class="num"'
+        headers.append(f'<th{css}><a href="{_e(href(target))}">{label}{arrow}</a></th>')
+    return "".join(headers)
+
+
+def _share(part: int, whole: int) -> str:
+    """A share of the registry's disk: a percentage and a small bar (an SVG, as the CSP allows no style)."""
+    fraction = part / whole if whole else 0.0
+    return (f'<svg class="share" viewBox="0 0 100 8" aria-hidden="true"><rect width="100" height="8" fill="#e4e8ee"/>'
+            f'<rect width="{100 * fraction:.2f}" height="8" fill="#2f5fd0"/></svg> {fraction:.1%}')
+
+
+def _simple_pager(href: Callable[[int], str], page: int, pages: int, total: int, shown: int, noun: str) -> str:
+    if total <= PAGE_ROWS:
+        return f'<div class="pager">{total:,} {noun}</div>'
+    first = (page - 1) * PAGE_ROWS + 1
+    links = [f"{first:,}–{first + shown - 1:,} of {total:,} {noun}"]
+    if page > 1:
+        links.insert(0, f'<a rel="prev" href="{_e(href(page - 1))}">← Previous</a>')
+    if page < pages:
+        links.append(f'<a rel="next" href="{_e(href(page + 1))}">Next →</a>')
+    return f'<div class="pager">{" ".join(links)}</div>'
+
+
+def _window(items: Sequence[object], page: int) -> tuple[int, int, int]:
+    """The page actually shown (the last one when asked past it), the page count, and the first index."""
+    pages = max(1, -(-len(items) // PAGE_ROWS))
+    page = min(max(1, page), pages)
+    return page, pages, (page - 1) * PAGE_ROWS
+
+
+def _data_age(snapshot: Snapshot, now: float) -> str:
+    return f'<p class="status" id="status">Data updated {_when(snapshot.timestamp, now)}.</p>'
+
+
+def _no_data(title: str, base: str, user: str | None, api: str) -> str:
+    return _page(title, base, f"<h1>{_e(title)}</h1>"
+                 '<p class="status" id="status">No registry data yet: the first crawl is running.</p>', user, api)
+
+
+def _group_crumbs(base: str, name: str | None, last: str | None = None) -> str:
+    """Dashboard / Groups / group / subgroup [/ last]: each group links to its own page, the current one not."""
+    parts = [f'<a href="{_e(dashboard_path(base))}">Dashboard</a>']
+    if name is None and last is None:
+        parts.append('<span aria-current="page">Groups</span>')
+    else:
+        parts.append(f'<a href="{_e(_groups_path(base))}">Groups</a>')
+    if name is not None:
+        segments = name.split("/")
+        for depth in range(1, len(segments) + 1):
+            if depth == len(segments) and last is None:
+                parts.append(f'<span aria-current="page">{_e(segments[-1])}</span>')
+            else:
+                parts.append(f'<a href="{_e(_group_path(base, "/".join(segments[:depth])))}">'
+                             f"{_e(segments[depth - 1])}</a>")
+    if last is not None:
+        parts.append(f'<span aria-current="page">{_e(last)}</span>')
+    return '<nav class="crumbs" aria-label="Breadcrumbs">' + " / ".join(parts) + "</nav>"
+
+
+def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: Mapping[str, str], *,
+                now: float) -> str:
+    """The groups at one depth (top-level by default, ``?depth=N``): totals, a treemap, a sortable table."""
+    view = GroupQuery.from_args(query)
+    path = _groups_path(base)
+    api = path + "?view=api"
+    if snapshot is None:
+        return _no_data("Groups", base, user, api)
+    total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
+    at_depth = [group for group in snapshot.groups if _depth(group.name) == view.depth]
+    deepest = max((_depth(group.name) for group in snapshot.groups), default=1)
+    covered_disk = sum(group.disk_size for group in at_depth)
+    covered_repositories = sum(group.repository_count for group in at_depth)
+    heading = "Top-level groups" if view.depth == 1 else f"Groups at depth {view.depth}"
+    cards = _cards([
+        ("Disk used by the registry", _bytes(total_disk), 'id="total-disk-size"'),
+        (heading, f"{len(at_depth):,}", 'id="group-count"'),
+        ("Their disk size", _bytes(covered_disk), 'id="groups-disk-size"'),
+        ("Repositories in them", f"{covered_repositories:,} of {len(snapshot.repositories):,}",
+         'id="repository-count"'),
+    ])
+    depths = []
+    for depth in range(1, min(deepest, MAX_DEPTH) + 1):
+        label = "top level" if depth == 1 else f"depth {depth}"
+        if depth == view.depth:
+            depths.append(f'<strong aria-current="true">{label}</strong>')
+        else:
+            depths.append(f'<a href="{_e(_url(path, view.args(depth=depth, page=1)))}">{label}</a>')
+    body = [
+        _group_crumbs(base, None), f"<h1>{heading}</h1>",
+        f'<section id="totals" data-total-disk-size="{total_disk}" data-group-count="{len(at_depth)}" '
+        f'data-groups-disk-size="{covered_disk}">{cards}</section>',
+        _data_age(snapshot, now),
+        f'<p class="legend">Show groups at: {" · ".join(depths)}</p>',
+        "<h2>Where the disk goes</h2>",
+        '<p class="legend">Each outlined rectangle is a group, sized by its disk size, filled with the repositories '
+        "it covers; click a group's name band to open the group, a repository to open it.</p>",
+    ]
+    members = {group.name: _disk_sizes(snapshot, _covered(snapshot, group)) for group in at_depth}
+    tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT)
+    body.append(f'<div class="picture">{_treemap(tiles, snapshot, base, "", "Disk usage by group")}</div>')
+    ordered = sorted_groups(at_depth, view.sort)
+    page, pages, first = _window(ordered, view.page)
+    shown = ordered[first:first + PAGE_ROWS]
+    headers = _sort_links([("name", "Group"), ("disk_size", "Disk size"), ("size", "Size"),
+                           ("unique_size", "Deleting it frees"), ("repositories", "Repositories"),
+                           ("tags", "Tags"), ("", "Share of disk")],
+                          view.sort, lambda target: _url(path, view.args(sort=target, page=1)))
+    rows = [
+        f'<tr data-group="{_e(group.name)}" data-disk-size="{group.disk_size}" data-size="{group.size}" '
+        f'data-unique-size="{"" if group.unique_size is None else group.unique_size}" '
+        f'data-repository-count="{group.repository_count}" data-tag-count="{group.tag_count}">'
+        f'<td class="name"><a href="{_e(_group_path(base, group.name))}">{_e(group.name)}</a></td>'
+        f'<td class="num">{_bytes(group.disk_size)}</td><td class="num">{_bytes(group.size)}</td>'
+        f'<td class="num">{_bytes(group.unique_size)}</td><td class="num">{group.repository_count:,}</td>'
+        f'<td class="num">{group.tag_count:,}</td><td class="num">{_share(group.disk_size, total_disk)}</td></tr>'
+        for group in shown]
+    if not rows:
+        rows.append('<tr><td colspan="7" class="muted">No group at this depth.</td></tr>')
+    csv = _url(path, {"depth": None if view.depth == 1 else str(view.depth), "format": "csv"})
+    body.append(
+        f'<h2>{heading}</h2><p class="legend">Disk sizes of groups at one depth add up to what they cover; '
+        "&ldquo;deleting it frees&rdquo; counts only the layers no repository outside the group uses. "
+        f'<a id="csv" href="{_e(csv)}" download>Download as CSV</a> · '
+        f'<a href="{_e(cleanup_path(base))}">Simulate a cleanup policy</a></p>'
+        f'<div class="table-wrap"><table id="groups"><thead><tr>{headers}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        + _simple_pager(lambda number: _url(path, view.args(page=number)), page, pages, len(ordered), len(shown),
+                        "groups"))
+    return _page("Groups", base, "".join(body), user, api)
+
+
+def _cleanup_form(action: str, values: Mapping[str, str], error: PolicyError | None = None,
+                  defaults: bool = True) -> str:
+    """GitLab's four policy fields, as a GET form; ``defaults`` fills in GitLab's usual policy where nothing was
+    asked yet."""
+    fields = (
+        ("keep_n", "Keep the newest", "10", "tags per repository (the newest by creation time)", "numeric"),
+        ("older_than", "Delete only tags older than", "90d", "a duration: 7d, 14d, 90d, 2 weeks, 1 month", "text"),
+        ("name_regex", "Delete tags matching", ".*", "RE2 regular expression, matched against the whole name",
+         "text"),
+        ("name_regex_keep", "Keep tags matching", "", "RE2; wins over the above, e.g. (main|release-.*)", "text"),
+    )
+    asked = any(name in values for name, *_ in fields)
+    parts = [f'<form class="policy" method="get" action="{_e(action)}" id="cleanup-form">']
+    for name, label, default, hint, mode in fields:
+        value = values.get(name, "") if asked or not defaults else default
+        invalid = error is not None and error.parameter == name
+        described = f"{name}-hint" + (f" {name}-error" if invalid else "")
+        message = (f'<span class="field-error" id="{name}-error" role="alert">{_e(error.message)}</span>'
+                   if invalid and error is not None else "")
+        parts.append(
+            f'<div class="field"><label for="{name}">{label}</label>'
+            f'<input id="{name}" name="{name}" value="{_e(value[:MAX_FIELD])}" inputmode="{mode}" '
+            f'placeholder="{_e(default or "none")}" maxlength="{MAX_FIELD}" aria-describedby="{described}"'
+            f"{INVALID if invalid else ''}>"
+            f'<span class="hint" id="{name}-hint">{_e(hint)}</span>{message}</div>')
+    parts.append('<div class="field"><button type="submit">Simulate</button></div></form>')
+    return "".join(parts)
+
+
+MAX_FIELD = 1000
+INVALID = ' aria-invalid="true"'
+
+
+def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | None, query: Mapping[str, str], *,
+               now: float) -> str:
+    """A group: its figures, a treemap of its subgroups and direct repositories, both as a table, and the way
+    to simulate a cleanup policy on it."""
+    path = _group_path(base, group.name)
+    total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
+    cards = _cards([
+        ("Disk size", _bytes(group.disk_size), f'id="group-disk-size" data-disk-size="{group.disk_size}"'),
+        ("Size (sum of tag sizes)", _bytes(group.size), f'id="group-size" data-size="{group.size}"'),
+        ("Deleting this group frees", _bytes(group.unique_size),
+         f'id="group-unique-size" data-unique-size="{"" if group.unique_size is None else group.unique_size}"'),
+        ("Repositories", f"{group.repository_count:,}",
+         f'id="group-repository-count" data-repository-count="{group.repository_count}"'),
+        ("Tags", f"{group.tag_count:,}", f'id="group-tag-count" data-tag-count="{group.tag_count}"'),
+        ("Share of the registry's disk", _share(group.disk_size, total_disk), ""),
+    ])
+    subgroups = [child for name in group.subgroups if (child := snapshot.group(name)) is not None]
+    repositories = [repository for name in group.repositories
+                    if (repository := snapshot.repository(name)) is not None]
+    members = {child.name: _disk_sizes(snapshot, _covered(snapshot, child)) for child in subgroups}
+    leaves = {repository.name: repository.disk_size or 0 for repository in repositories}
+    tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT, leaves=leaves, root=group.name)
+    subgroups.sort(key=lambda child: (-child.disk_size, child.name))
+    repositories = sorted_repositories(repositories, "-disk_size")
+    listed: list[GroupUsage | RepositoryUsage] = [*subgroups, *repositories]
+    page, pages, first = _window(listed, _page_number(query))
+    rows = []
+    for item in listed[first:first + PAGE_ROWS]:
+        if isinstance(item, GroupUsage):
+            rows.append(
+                f'<tr data-group="{_e(item.name)}" data-disk-size="{item.disk_size}">'
+                f'<td class="name"><a href="{_e(_group_path(base, item.name))}">{_e(_relative(item.name, group.name))}'
+                '/</a></td><td>subgroup</td>'
+                f'<td class="num">{_bytes(item.disk_size)}</td><td class="num">{_bytes(item.size)}</td>'
+                f'<td class="num">{_bytes(item.unique_size)}</td><td class="num">{item.repository_count:,}</td>'
+                f'<td class="num">{item.tag_count:,}</td></tr>')
+        else:
+            rows.append(
+                f'<tr data-repository="{_e(item.name)}" data-disk-size="{item.disk_size or 0}">'
+                f'<td class="name"><a href="{_e(hal.repository_path(base, item.name))}">'
+                f'{_e(_relative(item.name, group.name))}</a></td><td>repository</td>'
+                f'<td class="num">{_bytes(item.disk_size)}</td><td class="num">{_bytes(item.size)}</td>'
+                f'<td class="num">{_bytes(item.unique_size)}</td><td class="num">1</td>'
+                f'<td class="num">{"" if item.tags is None else f"{len(item.tags):,}"}</td></tr>')
+    if not rows:
+        rows.append('<tr><td colspan="7" class="muted">Nothing in this group.</td></tr>')
+    body = [
+        _group_crumbs(base, group.name), f"<h1>{_e(group.name)}</h1>",
+        f'<section id="group" data-group="{_e(group.name)}">{cards}</section>', _data_age(snapshot, now),
+        "<h2>Where its disk goes</h2>",
+        '<p class="legend">Subgroups (outlined, filled with their repositories) and the group\'s own repositories, '
+        "sized by disk size; click to open.</p>",
+        f'<div class="picture">{_treemap(tiles, snapshot, base, group.name, f"Disk usage in {group.name}")}</div>',
+        f'<h2 id="contents">Subgroups and repositories</h2>'
+        f'<div class="table-wrap"><table id="contents-table"><thead><tr><th>Name</th><th>Kind</th>'
+        '<th class="num">Disk size</th><th class="num">Size</th><th class="num">Deleting it frees</th>'
+        '<th class="num">Repositories</th><th class="num">Tags</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>'
+        + _simple_pager(lambda number: _url(path, {"page": str(number)}) + "#contents", page, pages, len(listed),
+                        len(rows), "subgroups and repositories"),
+        '<h2 id="cleanup">Simulate a cleanup policy for this group</h2>'
+        '<p class="legend">What GitLab\'s cleanup policy would delete in every repository of the group, and what '
+        "garbage collection would then free. Nothing is deleted.</p>",
+        _cleanup_form(cleanup_path(base, group=group.name), {}),
+    ]
+    return _page(group.name, base, "".join(body), user, path + "?view=api")
+
+
+# --- the cleanup simulator -----------------------------------------------------------------------
+
+def _scope_of(result: CleanupResult | None, query: Mapping[str, str]) -> tuple[str | None, str | None]:
+    if result is not None:
+        return result.scope.group, result.scope.repository
+    group, repository = query.get("group"), query.get("repository")
+    return (group.strip("/") or None) if group else None, repository or None
+
+
+def _tag_list(tags: Sequence[str]) -> str:
+    shown = ", ".join(_e(tag) for tag in tags[:TAGS_SHOWN])
+    more = len(tags) - TAGS_SHOWN
+    rest = f' <span class="muted">and {more:,} more</span>' if more > 0 else ""
+    return f'<td class="name tags">{shown}{rest}</td>'
+
+
+def cleanup_page(snapshot: Snapshot | None, result: CleanupResult | None, error: PolicyError | None,
+                 query: Mapping[str, str], base: str, user: str | None, *, now: float) -> str:
+    """The cleanup-policy simulator: the policy form and, for a policy given, what it would delete and free."""
+    group, repository = _scope_of(result, query)
+    path = cleanup_path(base, group, repository)
+    policy_args = {key: query[key] for key in ("keep_n", "older_than", "name_regex", "name_regex_keep")
+                   if key in query}
+    api = _url(path, {**policy_args, "view": "api"})
+    if repository is not None:
+        where, crumbs = f"repository {repository}", _crumbs(base, repository, None, "Cleanup simulation")
+    elif group is not None:
+        where, crumbs = f"group {group}", _group_crumbs(base, group, "Cleanup simulation")
+    else:
+        where = "the whole registry"
+        crumbs = (f'<nav class="crumbs" aria-label="Breadcrumbs"><a href="{_e(dashboard_path(base))}">Dashboard</a>'
+                  " / Cleanup simulation</nav>")
+    if snapshot is None:
+        return _no_data("Cleanup simulation", base, user, api)
+    body = [crumbs, f"<h1>Cleanup policy simulation: {_e(where)}</h1>", _data_age(snapshot, now),
+            '<p class="legend">GitLab\'s rules, per repository: never <code>latest</code>; only tags matching '
+            "&ldquo;delete&rdquo; and not &ldquo;keep&rdquo;; the newest <em>keep</em> by creation time stay; of the "
+            "rest, those older than the given age go. Nothing is deleted here.</p>"]
+    if error is not None and error.parameter not in ("keep_n", "older_than", "name_regex", "name_regex_keep"):
+        body.append(f'<p class="message" role="alert" id="cleanup-error">{_e(error.parameter)}: '
+                    f"{_e(error.message)}</p>")
+    body.append(_cleanup_form(path, query, error))
+    if result is not None and error is None:
+        body.append(_cleanup_result(result, base, path, query))
+    return _page("Cleanup simulation", base, "".join(body), user, api)
+
+
+def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[str, str]) -> str:
+    policy_args: dict[str, str | None] = {
+        key: query[key] for key in ("keep_n", "older_than", "name_regex", "name_regex_keep") if key in query}
+    own_sum = sum(entry.freed_size for entry in result.repositories)
+    summary = (
+        f'<section id="cleanup-result" data-tags-deleted="{result.tags_deleted}" '
+        f'data-repositories-affected="{result.repositories_affected}" data-freed-size="{result.freed_size}" '
+        f'data-tags-in-scope="{result.tags_in_scope}" data-repositories-in-scope="{result.repositories_in_scope}">'
+        f'<p class="verdict">Would delete <strong>{result.tags_deleted:,}</strong> tag'
+        f'{"" if result.tags_deleted == 1 else "s"} in <strong>{result.repositories_affected:,}</strong> '
+        f'repositor{"y" if result.repositories_affected == 1 else "ies"} and free '
+        f'<strong>{_bytes(result.freed_size)}</strong>.</p>'
+        f'<p class="muted">Of {result.tags_in_scope:,} tags in {result.repositories_in_scope:,} repositories in '
+        "scope. Freed space is counted set-wise across the whole registry: a layer is freed when every tag that "
+        "references it, in any repository, is deleted; a tag sharing its manifest or layers with a kept tag frees "
+        "none of them. So the total can exceed the sum of the repositories' own figures (here "
+        f"{_bytes(own_sum)}), when repositories share layers that all go.</p></section>")
+    page, pages, first = _window(result.repositories, _page_number(query))
+    shown = result.repositories[first:first + PAGE_ROWS]
+    rows = [
+        f'<tr data-repository="{_e(entry.name)}" data-freed-size="{entry.freed_size}" '
+        f'data-tags-deleted="{entry.tags_deleted}">'
+        f'<td class="name"><a href="{_e(hal.repository_path(base, entry.name))}">{_e(entry.name)}</a></td>'
+        f'<td class="num">{entry.tags_deleted:,}</td><td class="num">{_bytes(entry.freed_size)}</td>'
+        f"{_tag_list(entry.tags)}</tr>"
+        for entry in shown]
+    if not rows:
+        rows.append('<tr><td colspan="4" class="muted">This policy deletes nothing here.</td></tr>')
+    csv = _url(path, {**policy_args, "format": "csv"})
+    return (
+        summary + f'<h2>Affected repositories</h2><p class="legend">Largest first by what each repository\'s own '
+        f'deletions free. <a id="csv" href="{_e(csv)}" download>Download as CSV</a></p>'
+        '<div class="table-wrap"><table id="cleanup-repositories"><thead><tr><th>Repository</th>'
+        '<th class="num">Tags deleted</th><th class="num">Its deletions free</th><th>Tags deleted (newest first)</th>'
+        f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        + _simple_pager(lambda number: _url(path, {**policy_args, "page": str(number)}), page, pages,
+                        len(result.repositories), len(shown), "repositories affected"))

@@ -1,5 +1,8 @@
 """A two-level squarified treemap (groups, then their repositories): rectangles sized by bytes. Pure.
 
+The top level may also hold single repositories beside the groups (``leaves``): a group's page shows its
+subgroups, each with the repositories it covers, and its own direct repositories.
+
 The layout is the squarified algorithm of Bruls, Huizing and van Wijk, from the ``squarify`` package.
 Repositories tile their group's rectangle exactly (no padding), so every rectangle's area is the same
 number of bytes per unit wherever it lies; group outlines are drawn on top. What one picture shows is
@@ -12,8 +15,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import squarify
+
+K = TypeVar("K", str, tuple[str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,7 @@ class Tile:
     w: float
     h: float
     count: int = 1  # repositories (or groups) a "rest" tile stands for
+    parent: str | None = None  # for a repository: the group whose rectangle it lies in (None at the top level)
 
 
 def top_level_group(name: str) -> str:
@@ -44,8 +51,8 @@ def group_repositories(repositories: Iterable[tuple[str, int | None]]) -> dict[s
     return groups
 
 
-def _squarify(items: Sequence[tuple[str, int]], x: float, y: float, w: float, h: float,
-              ) -> list[tuple[str, int, float, float, float, float]]:
+def _squarify(items: Sequence[tuple[K, int]], x: float, y: float, w: float, h: float,
+              ) -> list[tuple[K, int, float, float, float, float]]:
     """(key, size, x, y, w, h) for ``items`` sorted largest first, filling the rectangle."""
     if not items or w <= 0 or h <= 0:
         return []
@@ -56,23 +63,35 @@ def _squarify(items: Sequence[tuple[str, int]], x: float, y: float, w: float, h:
 
 
 def layout(groups: Mapping[str, Sequence[tuple[str, int]]], width: float, height: float, *,
+           leaves: Mapping[str, int] | None = None, root: str = "",
            max_groups: int = 60, max_tiles: int = 400) -> list[Tile]:
-    """Group tiles and, inside each, repository tiles (and one "rest" tile where some are left out)."""
+    """Group tiles and, inside each, repository tiles (and one "rest" tile where some are left out).
+
+    ``leaves`` are repositories drawn at the top level beside the groups; the largest ``max_groups`` of the
+    groups and leaves together get a rectangle, the others one "rest" tile whose ``path`` is ``root``.
+    """
     totals = {group: sum(size for _, size in members) for group, members in groups.items()}
-    shown = heapq.nsmallest(max_groups, (group for group in totals if totals[group] > 0),
-                            key=lambda group: (-totals[group], group))
-    rest_groups = [group for group in totals if totals[group] > 0 and group not in set(shown)]
+    items = [(("group", group), size) for group, size in totals.items() if size > 0]
+    items += [(("repository", name), size) for name, size in (leaves or {}).items() if size > 0]
+    shown = heapq.nsmallest(max_groups, items, key=lambda item: (-item[1], item[0][1]))
+    shown_keys = {key for key, _ in shown}
+    rest = [size for key, size in items if key not in shown_keys]
+    shown_leaves = sum(1 for (kind, _), _ in shown if kind == "repository")
     # The largest repositories of the shown groups get their own tile; the others are summed per group.
-    candidates = ((name, size, group) for group in shown for name, size in groups[group])
-    own = {name for name, _, _ in heapq.nsmallest(max_tiles, candidates, key=lambda item: (-item[1], item[0]))}
-    top: list[tuple[str, int]] = [(group, totals[group]) for group in shown]
-    if rest_groups:
-        top.append(("", sum(totals[group] for group in rest_groups)))
+    candidates = ((name, size) for (kind, group), _ in shown if kind == "group" for name, size in groups[group])
+    own = {name for name, _ in heapq.nsmallest(max(0, max_tiles - shown_leaves), candidates,
+                                               key=lambda item: (-item[1], item[0]))}
+    top: list[tuple[tuple[str, str], int]] = list(shown)
+    if rest:
+        top.append((("rest", root), sum(rest)))
     tiles: list[Tile] = []
     outlines: list[Tile] = []
-    for group, size, x, y, w, h in _squarify(top, 0.0, 0.0, width, height):
-        if group == "" and rest_groups:
-            tiles.append(Tile("rest", "", size, x, y, w, h, count=len(rest_groups)))
+    for (kind, group), size, x, y, w, h in _squarify(top, 0.0, 0.0, width, height):
+        if kind == "rest":
+            tiles.append(Tile("rest", root, size, x, y, w, h, count=len(rest)))
+            continue
+        if kind == "repository":
+            tiles.append(Tile("repository", group, size, x, y, w, h))
             continue
         members = [(name, member) for name, member in groups[group] if name in own]
         left_out = [member for name, member in groups[group] if name not in own]
@@ -83,6 +102,6 @@ def layout(groups: Mapping[str, Sequence[tuple[str, int]]], width: float, height
             if name == "" and left_out:
                 tiles.append(Tile("rest", group, member, cx, cy, cw, ch, count=len(left_out)))
             else:
-                tiles.append(Tile("repository", name, member, cx, cy, cw, ch))
+                tiles.append(Tile("repository", name, member, cx, cy, cw, ch, parent=group))
         outlines.append(Tile("group", group, size, x, y, w, h))
     return tiles + outlines
