@@ -18,6 +18,8 @@ class ImageListing:
 
     ``created`` is when the image was built (UNIX time, from its config; for a multi-platform tag, the newest
     platform's), ``None`` where unknown: not recorded, a placeholder before 2000, unreadable, or not collected.
+    ``published`` is when the registry says the tag got its present digest (UNIX time, GitLab's metadata-database
+    ``published_at``), ``None`` where the registry does not say (the plain registry API v2).
     """
 
     tag: str
@@ -26,6 +28,7 @@ class ImageListing:
     media_type: str | None = None
     platforms: tuple[str, ...] = ()
     created: float | None = None
+    published: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
