@@ -23,7 +23,8 @@ group, and a group's subgroups and direct repositories cover it exactly once.
 
 A tag's ``first_seen`` (new) is carried from the previous snapshot while the tag keeps its digest (or, for
 a collector that reports no digests, while it exists); a new tag, or one moved to another digest, gets the
-new snapshot's time.
+time the registry says it was pushed (``ImageListing.published``, never later than the snapshot) where the
+crawl knows it, else the new snapshot's time.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def compute_usage(listing: Listing, seen_at: float | None = None,
                   previous: FirstSeen | None = None) -> tuple[RepositoryUsage, ...]:
     """The served figures of every repository and tag of a crawl.
 
-    ``first_seen`` comes from ``previous`` where the tag has the same digest there, else it is ``seen_at``.
+    ``first_seen`` comes from ``previous`` where the tag has the same digest there, else it is the tag's
+    ``published`` (at most ``seen_at``) where known, else ``seen_at``.
     """
     return _usage(listing, seen_at, previous)[0]
 
@@ -122,6 +124,9 @@ def _usage(listing: Listing, seen_at: float | None,
         known = previous.get((listing.repositories[repo_index].name, image.tag))
         if known is not None and known[0] == image.digest:
             first_seen = known[1]
+        elif image.published is not None:
+            # A registry clock ahead of ours must not date a tag after the snapshot that first holds it.
+            first_seen = image.published if seen_at is None else min(image.published, seen_at)
         size = unique = 0
         for digest in image.layers:
             layer_size = sizes[digest]

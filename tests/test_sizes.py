@@ -296,3 +296,22 @@ def test_layer_table_lists_each_tags_layer_ids_with_their_sizes() -> None:
     layers = snapshot.layers
     assert layers is not None and layers.tag_count == 3
     assert [[layers.sizes[i] for i in layers.tag_layers(n)] for n in range(3)] == [[1, 2], [2], [3, 1]]
+
+
+def test_a_new_or_moved_tag_is_first_seen_when_the_registry_published_it() -> None:
+    def at(tags: dict[str, tuple[str, float | None]]) -> Listing:
+        listed = crawl({name: digest for name, (digest, _) in tags.items()})
+        published = {name.split(":")[1]: when for name, (_, when) in tags.items()}
+        return dataclasses.replace(listed, repositories=tuple(
+            dataclasses.replace(repo, images=tuple(dataclasses.replace(image, published=published[image.tag])
+                                                   for image in repo.images or ()))
+            for repo in listed.repositories))
+
+    first = build_snapshot(at({"a:old": ("sha256:1", 50.0), "a:unknown": ("sha256:2", None),
+                               "a:ahead": ("sha256:3", 150.0)}), 100.0)
+    assert first_seen(first) == {"a:old": 50.0, "a:unknown": 100.0, "a:ahead": 100.0}
+    second = build_snapshot(at({"a:old": ("sha256:1", 60.0), "a:unknown": ("sha256:2", 70.0),
+                                "a:ahead": ("sha256:4", 180.0), "a:new": ("sha256:5", 190.0)}), 200.0,
+                            previous=first)
+    # Kept at the same digest, whatever the registry says now; published where moved or new.
+    assert first_seen(second) == {"a:old": 50.0, "a:unknown": 100.0, "a:ahead": 180.0, "a:new": 190.0}
