@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_FILENAME = "/etc/gitlab_registry_usage_rest.conf"
 DEFAULT_DATA_FILE = "/var/lib/gitlab-registry-usage-rest/snapshot.json"
+HISTORY_AUTO = "auto"
+HISTORY_FILENAME = "history.sqlite3"
 ENVIRONMENT_PREFIX = "GITLAB_REGISTRY_USAGE_REST_"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -66,6 +68,40 @@ def format_timedelta(delta: datetime.timedelta) -> str:
         if seconds % size == 0 and seconds >= size:
             return f"{seconds // size} {unit}"
     return f"{seconds} seconds"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_SIZE_UNITS: dict[str, int] = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4, "pb": 1000**5,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "pib": 1024**5,
+}
+MAX_SIZE = 2**63 - 1
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``2 TiB``, ``500 GB``, ``1.5 TB`` or plain ``1000000``: SI units are powers of 1000, IEC units
+    (``KiB`` .. ``PiB``) of 1024."""
+    match = _SIZE.match(text.lower())
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (examples: '2 TiB', '500 GB', '1000000')")
+    number, unit = match.groups()
+    # Decimal arithmetic on the digits, so '1.1 TB' is exactly 1100000000000 bytes.
+    whole, _, fraction = number.partition(".")
+    scale = _SIZE_UNITS[unit]
+    value = int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+    if not 0 < value <= MAX_SIZE:
+        raise ValueError(f"expected a size from 1 byte to {MAX_SIZE} bytes")
+    return value
+
+
+def _optional_size(text: str) -> int | None:
+    return parse_size(text) if text else None
+
+
+def _history_file(text: str) -> str | None:
+    """``auto`` (beside the data file), a path, or empty for none; resolved by ``GeneralConfig.history_path``."""
+    return text or None
 
 
 def _bool(text: str) -> bool:
@@ -247,6 +283,15 @@ KEYS: tuple[Key, ...] = (
     Key("general", "refresh_interval", "60 minutes", _positive_duration, "time between two crawls of the registry"),
     Key("general", "data_file", DEFAULT_DATA_FILE, _optional,
         "where the last good data is kept across restarts; empty: not kept"),
+    Key("general", "history_file", HISTORY_AUTO, _history_file,
+        f"SQLite file of the figures over time; {HISTORY_AUTO}: {HISTORY_FILENAME} in data_file's folder "
+        "(none without a data_file); empty: no history"),
+    Key("general", "history_full_days", "7", _int_between(0, 100_000),
+        "days for which the history keeps every refresh's changes"),
+    Key("general", "history_days", "400", _int_between(1, 100_000),
+        "days of history kept in all; before history_full_days, the last figures of each UTC day"),
+    Key("general", "storage_capacity", "", _optional_size,
+        "size of the registry's storage, e.g. 2 TiB, 500 GB or bytes: /history says when it is full; empty: unknown"),
     Key("general", "max_data_age", "", _optional_duration,
         "/health answers 503 when the data is older; empty: three refresh intervals"),
     Key("general", "metrics_require_token", "False", _bool,
@@ -330,6 +375,11 @@ class GeneralConfig:
     debug: bool = _default("general", "debug")
     refresh_interval: datetime.timedelta = _default("general", "refresh_interval")
     data_file: str | None = _default("general", "data_file")
+    # "auto": beside data_file (see history_path); None: no history.
+    history_file: str | None = _default("general", "history_file")
+    history_full_days: int = _default("general", "history_full_days")
+    history_days: int = _default("general", "history_days")
+    storage_capacity: int | None = _default("general", "storage_capacity")
     # None: three refresh intervals.
     max_data_age: datetime.timedelta | None = _default("general", "max_data_age")
     metrics_require_token: bool = _default("general", "metrics_require_token")
@@ -346,6 +396,15 @@ class GeneralConfig:
     # Empty: X-Forwarded-For is never believed.
     trusted_proxies: tuple[Network, ...] = _default("general", "trusted_proxies")
     threads: int = _default("general", "threads")
+
+    @property
+    def history_path(self) -> str | None:
+        """The history file in force: ``history_file``, or for ``auto`` the file beside ``data_file``; None: none."""
+        if self.history_file != HISTORY_AUTO:
+            return self.history_file
+        if self.data_file is None:
+            return None
+        return os.path.join(os.path.dirname(self.data_file), HISTORY_FILENAME)
 
     @property
     def effective_max_data_age(self) -> datetime.timedelta:
@@ -504,6 +563,8 @@ def parse_config(parser: configparser.ConfigParser, source: str = "<config>",
     if jwt["algorithm"] != "HS256" and (jwt["private_key"] is None or jwt["public_key"] is None):
         raise sections["jwt"].error("private_key" if jwt["private_key"] is None else "public_key",
                                     f"is required with {jwt['algorithm']}")
+    if general["history_full_days"] > general["history_days"]:
+        raise sections["general"].error("history_full_days", "must not be more than history_days")
     jwt["secret_key"] = _secret(sections["jwt"], jwt["algorithm"])
     return Config(
         general=GeneralConfig(**general),

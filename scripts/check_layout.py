@@ -4,7 +4,8 @@
 
 - ``crawl/`` (the registry side) never imports Flask, Werkzeug, ldap3 or anything from ``web/``;
 - ``web/`` (the serving side) never imports requests, urllib3, ldap3 or anything from ``crawl/``;
-- the pure core (``model``, ``sizes``) imports nothing from the package but itself, and does no I/O or logging.
+- the pure core (``model``, ``sizes``, ``growth``) imports nothing from the package but itself, and does no
+  I/O or logging.
 
 Imports are read from the syntax tree (relative ones resolved), so a rule cannot be dodged by an
 import inside a function.
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "gitlab_registry_usage_rest"
-CORE = (f"{PACKAGE}.model", f"{PACKAGE}.sizes")
+CORE = (f"{PACKAGE}.model", f"{PACKAGE}.sizes", f"{PACKAGE}.growth")
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 # (module prefix the rule applies to, imported prefixes it forbids, why)
@@ -29,6 +30,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "the web side never imports the crawl side, requests or ldap3"),
     (f"{PACKAGE}.model", (PACKAGE, "requests", "flask", "logging", "time"), "the pure core does no I/O"),
     (f"{PACKAGE}.sizes", (PACKAGE, "requests", "flask", "logging", "time"), "the pure core does no I/O"),
+    (f"{PACKAGE}.growth", (PACKAGE, "requests", "flask", "logging", "time", "sqlite3"), "the pure core does no I/O"),
 )
 
 
