@@ -85,11 +85,11 @@ def parse_size(text: str) -> int:
     match = _SIZE.match(text.lower())
     if match is None or match.group(2) not in _SIZE_UNITS:
         raise ValueError(f"{text!r} is not a size (examples: '2 TiB', '500 GB', '1000000')")
-    number, unit = match.groups()
+    number, unit = match.group(1), match.group(2)
     # Decimal arithmetic on the digits, so '1.1 TB' is exactly 1100000000000 bytes.
     whole, _, fraction = number.partition(".")
-    scale = _SIZE_UNITS[unit]
-    value = int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+    scale, divisor = _SIZE_UNITS[unit], int("1" + "0" * len(fraction))
+    value = int(whole) * scale + int(fraction or "0") * scale // divisor
     if not 0 < value <= MAX_SIZE:
         raise ValueError(f"expected a size from 1 byte to {MAX_SIZE} bytes")
     return value
