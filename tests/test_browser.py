@@ -97,7 +97,7 @@ def test_a_wrong_password_shows_the_form_again_with_a_message(
 def _treemap_boxes(page: Page) -> dict[str, Any]:
     boxes: dict[str, Any] = page.evaluate("""() => {
         const svg = document.querySelector('svg.treemap').getBoundingClientRect();
-        const rects = [...document.querySelectorAll('svg.treemap rect')].map(rect => {
+        const rects = [...document.querySelectorAll('svg.treemap rect[data-path]')].map(rect => {
             const box = rect.getBoundingClientRect();
             return {kind: rect.dataset.kind, path: rect.dataset.path, bytes: Number(rect.dataset.bytes),
                     x: box.x - svg.x, y: box.y - svg.y, w: box.width, h: box.height};

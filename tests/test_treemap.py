@@ -70,3 +70,26 @@ def test_unknown_and_empty_repositories_take_no_room() -> None:
 @pytest.mark.parametrize(("name", "group"), [("group/sub/project", "group"), ("solo", "solo"), ("a/b", "a")])
 def test_top_level_group_is_the_first_path_segment(name: str, group: str) -> None:
     assert top_level_group(name) == group
+
+
+def test_single_repositories_lie_beside_the_groups_at_the_top_level() -> None:
+    groups = {"g/web": [("g/web/a", 600), ("g/web/b", 200)]}
+    tiles = layout(groups, WIDTH, HEIGHT, leaves={"g/tools": 150, "g": 50, "g/empty": 0}, root="g")
+    shown = {(tile.kind, tile.path): tile for tile in tiles}
+    assert set(shown) == {("group", "g/web"), ("repository", "g/web/a"), ("repository", "g/web/b"),
+                          ("repository", "g/tools"), ("repository", "g")}
+    assert shown["repository", "g/web/a"].parent == "g/web" and shown["repository", "g/tools"].parent is None
+    leaves = [tile for tile in tiles if tile.kind != "group"]
+    for tile in tiles:
+        assert tile.w * tile.h == pytest.approx(tile.size / 1000 * WIDTH * HEIGHT, rel=1e-6)
+    for first, second in itertools.combinations(leaves, 2):
+        assert _overlap(first, second) < 1e-6
+
+
+def test_the_rest_of_a_capped_top_level_belongs_to_the_root_group() -> None:
+    groups = {f"g/s{i}": [(f"g/s{i}/r", 100 + i)] for i in range(5)}
+    tiles = layout(groups, WIDTH, HEIGHT, leaves={f"g/r{i}": 10 + i for i in range(5)}, root="g", max_groups=4)
+    rest = [tile for tile in tiles if tile.kind == "rest"]
+    assert [(tile.path, tile.count, tile.size) for tile in rest] == [("g", 6, 100 + sum(range(10, 15)))]
+    assert sum(tile.size for tile in tiles if tile.kind != "group") == sum(100 + i for i in range(5)) + sum(
+        range(10, 15))

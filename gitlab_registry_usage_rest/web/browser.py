@@ -122,6 +122,8 @@ def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, c
                 "self": {"href": base + "/"},
                 "auth_token": {"href": base + "/auth_token"},
                 "repositories": {"href": hal.repositories_path(base)},
+                "groups": {"href": pages.groups_path(base)},
+                "cleanup": {"href": pages.cleanup_path(base)},
                 "health": {"href": base + "/health"},
                 "metrics": {"href": base + "/metrics"},
             }})

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from ..cleanup import CleanupResult, PolicyError
+from ..cleanup import CleanupResult, PolicyError, Scope
 from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
 from ..state import RefreshStatus
 from . import hal
@@ -35,7 +35,8 @@ STYLE = (
     "body{margin:0;font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:var(--ink);background:var(--bg)}"
     "header{display:flex;flex-wrap:wrap;align-items:center;gap:.5em 1em;padding:.6em 1.2em;background:#fff;"
     "border-bottom:1px solid var(--line)}"
-    "header .brand{font-weight:600;color:var(--ink);text-decoration:none;margin-right:auto}"
+    "header .brand{font-weight:600;color:var(--ink);text-decoration:none}"
+    "nav.site{display:flex;flex-wrap:wrap;gap:.3em 1em}nav.site a{text-decoration:none}.site{margin-right:auto}"
     "header form{margin:0}main{max-width:1280px;margin:0 auto;padding:1em 1.2em 3em}"
     "h1{font-size:1.45em;margin:.3em 0 .2em}h2{font-size:1.12em;margin:1.6em 0 .5em}"
     "a{color:var(--accent)}nav.crumbs{color:var(--muted);font-size:.92em}nav.crumbs a{text-decoration:none}"
@@ -64,6 +65,18 @@ STYLE = (
     "padding:1.4em 1.6em}.login label{display:block;margin:.7em 0 .2em}.login input{width:100%}"
     ".login button{margin-top:1.1em;width:100%}.message{color:#b3261e;margin:.6em 0 0}"
     ".muted{color:var(--muted)}.legend{color:var(--muted);font-size:.85em;margin:.3em 0}"
+    "svg.share{display:inline-block;width:60px;height:8px;vertical-align:middle;margin-right:.3em}"
+    "form.policy{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.7em 1em;"
+    "background:#fff;border:1px solid var(--line);border-radius:8px;padding:.8em 1em;margin:.6em 0}"
+    ".field label{display:block;font-weight:600;font-size:.9em;margin-bottom:.2em}.field input{width:100%}"
+    ".field .hint{display:block;color:var(--muted);font-size:.8em;margin-top:.15em}"
+    ".field-error{display:block;color:#b3261e;font-size:.85em;font-weight:600;margin-top:.2em}"
+    "input[aria-invalid=true]{border-color:#b3261e;box-shadow:0 0 0 1px #b3261e}"
+    ".field.submit{align-self:center}"
+    ".verdict{font-size:1.2em;margin:.8em 0 .2em}"
+    "td.tags{font-family:ui-monospace,monospace;font-size:.85em;white-space:normal;overflow-wrap:anywhere;"
+    "min-width:16em}"
+    "details.simulate summary{cursor:pointer;color:var(--accent)}"
     "@media (max-width:600px){body{font-size:14px}main{padding:.6em}.card .value{font-size:1.25em}"
     "th,td{padding:.35em .45em}}"
 )
@@ -115,13 +128,17 @@ def dashboard_path(base: str) -> str:
     return (base or "") + "/"
 
 
-def _groups_path(base: str) -> str:
+def groups_path(base: str) -> str:
     return f"{base}/groups"
 
 
 def _group_path(base: str, name: str) -> str:
-    """A group's page: each segment quoted, the slashes between them plain."""
-    return f"{base}/groups/" + "/".join(quote(segment, safe="") for segment in name.split("/"))
+    """A group's page: each segment quoted, the slashes between them plain, but before a last segment
+    ``cleanup`` (plain, it would ask for the cleanup simulator of the group above)."""
+    segments = [quote(segment, safe="") for segment in name.split("/")]
+    if len(segments) > 1 and segments[-1] == "cleanup":
+        segments[-2:] = [f"{segments[-2]}%2Fcleanup"]
+    return f"{base}/groups/" + "/".join(segments)
 
 
 def cleanup_path(base: str, group: str | None = None, repository: str | None = None) -> str:
@@ -136,6 +153,13 @@ def cleanup_path(base: str, group: str | None = None, repository: str | None = N
 def _page(title: str, base: str, body: str, user: str | None, api_view: str | None = None) -> str:
     """The frame every page shares: a header with the way home, the API view and logout."""
     tools = []
+    if user is not None:
+        tools.append('<nav class="site" aria-label="Site">'
+                     f'<a href="{_e(dashboard_path(base))}">Dashboard</a>'
+                     f'<a href="{_e(groups_path(base))}">Groups</a>'
+                     f'<a href="{_e(cleanup_path(base))}">Cleanup simulator</a></nav>')
+    else:
+        tools.append('<span class="site"></span>')
     if api_view is not None:
         tools.append(f'<a href="{_e(api_view)}">API view</a>')
     if user is not None:
@@ -300,7 +324,7 @@ def _tile_svg(tile: Tile, base: str, snapshot: Snapshot, tops: Mapping[str, floa
     if tile.kind == "rest":
         if tile.path == root:
             what = f"{tile.count} more {'groups' if not root else 'subgroups and repositories'}"
-            href = _groups_path(base) if not root else _group_path(base, root) + "#contents"
+            href = groups_path(base) if not root else _group_path(base, root) + "#contents"
         else:
             what = f"{tile.count} smaller repositories of {_relative(tile.path, root)}"
             href = _group_path(base, tile.path)
@@ -396,6 +420,7 @@ class Overview:
             ]) + "</section>"
         )
         self.treemap = treemap_svg(snapshot, base)
+        self.groups = _largest_groups(snapshot, base, total_disk)
         # One sorted list per order asked for (SORT_COLUMNS x 2 at most); racing threads compute the same list.
         self._orders: dict[str, list[RepositoryUsage]] = {}
 
@@ -404,6 +429,30 @@ class Overview:
         if ordered is None:
             ordered = self._orders[sort] = sorted_repositories(self.snapshot.repositories, sort)
         return ordered
+
+
+DASHBOARD_GROUPS = 10
+
+
+def _largest_groups(snapshot: Snapshot, base: str, total_disk: int) -> str:
+    """The dashboard's groups section: the largest top-level groups, the way to all groups and to the simulator."""
+    top = sorted_groups(snapshot.top_level_groups(), "-disk_size")
+    rows = "".join(
+        f'<tr data-group="{_e(group.name)}" data-disk-size="{group.disk_size}">'
+        f'<td class="name"><a href="{_e(_group_path(base, group.name))}">{_e(group.name)}</a></td>'
+        f'<td class="num">{_bytes(group.disk_size)}</td><td class="num">{_bytes(group.unique_size)}</td>'
+        f'<td class="num">{group.repository_count:,}</td><td class="num">{group.tag_count:,}</td>'
+        f'<td class="num">{_share(group.disk_size, total_disk)}</td></tr>'
+        for group in top[:DASHBOARD_GROUPS])
+    if not rows:
+        return ""
+    shown = "" if len(top) <= DASHBOARD_GROUPS else f"The largest {DASHBOARD_GROUPS} of "
+    return (f'<section id="groups-section"><h2>Groups</h2><p class="legend">{shown}{len(top):,} top-level groups. '
+            f'<a id="all-groups" href="{_e(groups_path(base))}">All groups, at any depth</a> · '
+            f'<a id="simulate" href="{_e(cleanup_path(base))}">Simulate a cleanup policy</a></p>'
+            '<div class="table-wrap"><table id="top-groups"><thead><tr><th>Group</th><th class="num">Disk size</th>'
+            '<th class="num">Deleting it frees</th><th class="num">Repositories</th><th class="num">Tags</th>'
+            f'<th class="num">Share of disk</th></tr></thead><tbody>{rows}</tbody></table></div></section>')
 
 
 def dashboard_page(view: Dashboard, overview: Overview | None = None) -> str:
@@ -418,8 +467,10 @@ def dashboard_page(view: Dashboard, overview: Overview | None = None) -> str:
         "<h1>Registry usage</h1>" + overview.totals + _status(view)
         + "<h2>Where the disk goes</h2>"
         + '<p class="legend">Each rectangle is a repository, sized by its disk size (shared layers counted once), '
-          "grouped by top-level group; hover for the figures, click to open.</p>"
+          "grouped by top-level group; hover for the figures, click to open a repository, or a group's name band "
+          "to open the group.</p>"
         + f'<div class="picture">{overview.treemap}</div>'
+        + overview.groups
         + _repository_table(overview, view.query, base)
     )
     return _page("Dashboard", base, body, view.user, hal.repositories_path(base) + "?view=api")
@@ -567,7 +618,9 @@ def repository_page(repository: RepositoryUsage, base: str, user: str | None, pa
         ("Deleting it frees", _bytes(repository.unique_size), ""),
         ("Tags", "unknown" if repository.tags is None else f"{len(repository.tags):,}", ""),
     ])
-    body = [_crumbs(base, repository.name), f"<h1>{_e(repository.name)}</h1>", cards]
+    body = [_crumbs(base, repository.name), f"<h1>{_e(repository.name)}</h1>", cards,
+            '<details class="simulate" id="simulate"><summary>Simulate a cleanup policy for this repository</summary>'
+            + _cleanup_form(cleanup_path(base, repository=repository.name), {}) + "</details>"]
     if repository.tags is None:
         body.append('<p class="status"><span class="bad">Its tags could not be read in the last crawl</span>; '
                     "see the crawl errors on the dashboard.</p>")
@@ -733,9 +786,11 @@ def _share(part: int, whole: int) -> str:
             f'<rect width="{100 * fraction:.2f}" height="8" fill="#2f5fd0"/></svg> {fraction:.1%}')
 
 
-def _simple_pager(href: Callable[[int], str], page: int, pages: int, total: int, shown: int, noun: str) -> str:
+def _simple_pager(href: Callable[[int], str], page: int, pages: int, total: int, shown: int, noun: str,
+                  counted: str | None = None) -> str:
+    """Previous and next links around a page of rows; ``counted`` says how many there are in all."""
     if total <= PAGE_ROWS:
-        return f'<div class="pager">{total:,} {noun}</div>'
+        return f'<div class="pager">{counted or f"{total:,} {noun}"}</div>'
     first = (page - 1) * PAGE_ROWS + 1
     links = [f"{first:,}–{first + shown - 1:,} of {total:,} {noun}"]
     if page > 1:
@@ -743,6 +798,11 @@ def _simple_pager(href: Callable[[int], str], page: int, pages: int, total: int,
     if page < pages:
         links.append(f'<a rel="next" href="{_e(href(page + 1))}">Next →</a>')
     return f'<div class="pager">{" ".join(links)}</div>'
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{number:,} {noun if number == 1 else plural}"
 
 
 def _window(items: Sequence[object], page: int) -> tuple[int, int, int]:
@@ -767,7 +827,7 @@ def _group_crumbs(base: str, name: str | None, last: str | None = None) -> str:
     if name is None and last is None:
         parts.append('<span aria-current="page">Groups</span>')
     else:
-        parts.append(f'<a href="{_e(_groups_path(base))}">Groups</a>')
+        parts.append(f'<a href="{_e(groups_path(base))}">Groups</a>')
     if name is not None:
         segments = name.split("/")
         for depth in range(1, len(segments) + 1):
@@ -785,7 +845,7 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
                 now: float) -> str:
     """The groups at one depth (top-level by default, ``?depth=N``): totals, a treemap, a sortable table."""
     view = GroupQuery.from_args(query)
-    path = _groups_path(base)
+    path = groups_path(base)
     api = path + "?view=api"
     if snapshot is None:
         return _no_data("Groups", base, user, api)
@@ -853,7 +913,7 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
     return _page("Groups", base, "".join(body), user, api)
 
 
-def _cleanup_form(action: str, values: Mapping[str, str], error: PolicyError | None = None,
+def _cleanup_form(action: str | None, values: Mapping[str, str], error: PolicyError | None = None,
                   defaults: bool = True) -> str:
     """GitLab's four policy fields, as a GET form; ``defaults`` fills in GitLab's usual policy where nothing was
     asked yet."""
@@ -864,8 +924,10 @@ def _cleanup_form(action: str, values: Mapping[str, str], error: PolicyError | N
          "text"),
         ("name_regex_keep", "Keep tags matching", "", "RE2; wins over the above, e.g. (main|release-.*)", "text"),
     )
-    asked = any(name in values for name, *_ in fields)
-    parts = [f'<form class="policy" method="get" action="{_e(action)}" id="cleanup-form">']
+    asked = any(name in values for name in POLICY_FIELDS)
+    # Without an action, a browser sends the form to the page's own address.
+    target = "" if action is None else f' action="{_e(action)}"'
+    parts = [f'<form class="policy" method="get"{target} id="cleanup-form">']
     for name, label, default, hint, mode in fields:
         value = values.get(name, "") if asked or not defaults else default
         invalid = error is not None and error.parameter == name
@@ -878,11 +940,12 @@ def _cleanup_form(action: str, values: Mapping[str, str], error: PolicyError | N
             f'placeholder="{_e(default or "none")}" maxlength="{MAX_FIELD}" aria-describedby="{described}"'
             f"{INVALID if invalid else ''}>"
             f'<span class="hint" id="{name}-hint">{_e(hint)}</span>{message}</div>')
-    parts.append('<div class="field"><button type="submit">Simulate</button></div></form>')
+    parts.append('<div class="field submit"><button type="submit">Simulate</button></div></form>')
     return "".join(parts)
 
 
 MAX_FIELD = 1000
+POLICY_FIELDS = ("keep_n", "older_than", "name_regex", "name_regex_keep")
 INVALID = ' aria-invalid="true"'
 
 
@@ -945,7 +1008,9 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
         '<th class="num">Repositories</th><th class="num">Tags</th></tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></div>'
         + _simple_pager(lambda number: _url(path, {"page": str(number)}) + "#contents", page, pages, len(listed),
-                        len(rows), "subgroups and repositories"),
+                        len(rows), "subgroups and repositories",
+                        f"{_count(len(subgroups), 'subgroup')} and {_count(len(repositories), 'repository')} "
+                        "directly in this group"),
         '<h2 id="cleanup">Simulate a cleanup policy for this group</h2>'
         '<p class="legend">What GitLab\'s cleanup policy would delete in every repository of the group, and what '
         "garbage collection would then free. Nothing is deleted.</p>",
@@ -956,11 +1021,10 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
 
 # --- the cleanup simulator -----------------------------------------------------------------------
 
-def _scope_of(result: CleanupResult | None, query: Mapping[str, str]) -> tuple[str | None, str | None]:
-    if result is not None:
-        return result.scope.group, result.scope.repository
-    group, repository = query.get("group"), query.get("repository")
-    return (group.strip("/") or None) if group else None, repository or None
+def _scope_of(result: CleanupResult | None, scope: Scope | None) -> tuple[str | None, str | None] | None:
+    """The group and the repository simulated on; None where neither the result nor the caller says."""
+    known = scope if scope is not None else result.scope if result is not None else None
+    return None if known is None else (known.group, known.repository)
 
 
 def _tag_list(tags: Sequence[str]) -> str:
@@ -971,53 +1035,80 @@ def _tag_list(tags: Sequence[str]) -> str:
 
 
 def cleanup_page(snapshot: Snapshot | None, result: CleanupResult | None, error: PolicyError | None,
-                 query: Mapping[str, str], base: str, user: str | None, *, now: float) -> str:
-    """The cleanup-policy simulator: the policy form and, for a policy given, what it would delete and free."""
-    group, repository = _scope_of(result, query)
+                 query: Mapping[str, str], base: str, user: str | None, *, now: float,
+                 scope: Scope | None = None) -> str:
+    """The cleanup-policy simulator: the policy form and, with a ``result``, what the policy would delete and
+    free; with an ``error``, its message beside the field it names. ``scope`` says what the page simulates on
+    (without it, the result's; with neither, the form is sent to the page's own address)."""
+    known = _scope_of(result, scope)
+    group, repository = known if known is not None else (None, None)
     path = cleanup_path(base, group, repository)
-    policy_args = {key: query[key] for key in ("keep_n", "older_than", "name_regex", "name_regex_keep")
-                   if key in query}
+    policy_args = {key: query[key] for key in POLICY_FIELDS if key in query}
     api = _url(path, {**policy_args, "view": "api"})
     if repository is not None:
         where, crumbs = f"repository {repository}", _crumbs(base, repository, None, "Cleanup simulation")
     elif group is not None:
         where, crumbs = f"group {group}", _group_crumbs(base, group, "Cleanup simulation")
     else:
-        where = "the whole registry"
+        where = "the whole registry" if known is not None else ""
         crumbs = (f'<nav class="crumbs" aria-label="Breadcrumbs"><a href="{_e(dashboard_path(base))}">Dashboard</a>'
-                  " / Cleanup simulation</nav>")
+                  ' / <span aria-current="page">Cleanup simulation</span></nav>')
     if snapshot is None:
         return _no_data("Cleanup simulation", base, user, api)
-    body = [crumbs, f"<h1>Cleanup policy simulation: {_e(where)}</h1>", _data_age(snapshot, now),
+    heading = "Cleanup policy simulation" + (f": {_e(where)}" if where else "")
+    body = [crumbs, f"<h1>{heading}</h1>", _data_age(snapshot, now),
             '<p class="legend">GitLab\'s rules, per repository: never <code>latest</code>; only tags matching '
-            "&ldquo;delete&rdquo; and not &ldquo;keep&rdquo;; the newest <em>keep</em> by creation time stay; of the "
-            "rest, those older than the given age go. Nothing is deleted here.</p>"]
-    if error is not None and error.parameter not in ("keep_n", "older_than", "name_regex", "name_regex_keep"):
+            "&ldquo;delete&rdquo; and not &ldquo;keep&rdquo;; the newest <em>n</em> by creation time stay; of the "
+            "rest, those older than the given age go (a tag without a known creation time only without an age "
+            "limit). Nothing is deleted here.</p>"]
+    if error is not None and error.parameter not in POLICY_FIELDS:
         body.append(f'<p class="message" role="alert" id="cleanup-error">{_e(error.parameter)}: '
                     f"{_e(error.message)}</p>")
-    body.append(_cleanup_form(path, query, error))
+    body.append(_cleanup_form(path if known is not None else None, query, error))
     if result is not None and error is None:
         body.append(_cleanup_result(result, base, path, query))
-    return _page("Cleanup simulation", base, "".join(body), user, api)
+    return _page("Cleanup simulation", base, "".join(body), user, api if known is not None else None)
+
+
+def _policy_text(result: CleanupResult) -> str:
+    """The policy as the simulator understood it, in words."""
+    policy = result.policy
+    parts = [f"delete tags matching <code>{_e(policy.name_regex)}</code>"]
+    if policy.name_regex_keep:
+        parts.append(f"but keep those matching <code>{_e(policy.name_regex_keep)}</code>")
+    if policy.keep_n is not None:
+        parts.append(f"keep the newest {policy.keep_n:,} per repository")
+    if policy.older_than is not None:
+        seconds = int(policy.older_than.total_seconds())
+        parts.append(f'only those older than <span title="{seconds:,} seconds">{_e(policy.older_than_text or "")}'
+                     "</span>")
+    return '<p class="muted" id="policy">Policy: ' + "; ".join(parts) + "; never <code>latest</code>.</p>"
 
 
 def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[str, str]) -> str:
-    policy_args: dict[str, str | None] = {
-        key: query[key] for key in ("keep_n", "older_than", "name_regex", "name_regex_keep") if key in query}
+    policy_args: dict[str, str | None] = {key: query[key] for key in POLICY_FIELDS if key in query}
     own_sum = sum(entry.freed_size for entry in result.repositories)
+    if result.freed_size > own_sum:
+        together = (f"Here that is {_bytes(result.freed_size - own_sum)} more than the sum of what each "
+                    f"repository's deletions free alone ({_bytes(own_sum)}): layers shared by deleted tags of several "
+                    "repositories.")
+    else:
+        together = "Here it equals the sum of what each repository's deletions free alone."
     summary = (
         f'<section id="cleanup-result" data-tags-deleted="{result.tags_deleted}" '
         f'data-repositories-affected="{result.repositories_affected}" data-freed-size="{result.freed_size}" '
-        f'data-tags-in-scope="{result.tags_in_scope}" data-repositories-in-scope="{result.repositories_in_scope}">'
+        f'data-tags-in-scope="{result.tags_in_scope}" data-repositories-in-scope="{result.repositories_in_scope}" '
+        f'data-own-freed-size="{own_sum}">'
         f'<p class="verdict">Would delete <strong>{result.tags_deleted:,}</strong> tag'
         f'{"" if result.tags_deleted == 1 else "s"} in <strong>{result.repositories_affected:,}</strong> '
         f'repositor{"y" if result.repositories_affected == 1 else "ies"} and free '
         f'<strong>{_bytes(result.freed_size)}</strong>.</p>'
-        f'<p class="muted">Of {result.tags_in_scope:,} tags in {result.repositories_in_scope:,} repositories in '
-        "scope. Freed space is counted set-wise across the whole registry: a layer is freed when every tag that "
-        "references it, in any repository, is deleted; a tag sharing its manifest or layers with a kept tag frees "
-        "none of them. So the total can exceed the sum of the repositories' own figures (here "
-        f"{_bytes(own_sum)}), when repositories share layers that all go.</p></section>")
+        + _policy_text(result)
+        + f'<p class="muted">Of {result.tags_in_scope:,} tags in {result.repositories_in_scope:,} repositories in '
+        "scope. Freed space is counted set-wise across the whole registry, as garbage collection frees it: a layer "
+        "is freed when every tag that references it, in any repository, is deleted, so a tag sharing its manifest "
+        "or layers with a kept tag frees none of them, and deletions in several repositories together can free "
+        f"more than the sum of each repository's alone. {together}</p></section>")
     page, pages, first = _window(result.repositories, _page_number(query))
     shown = result.repositories[first:first + PAGE_ROWS]
     rows = [
