@@ -6,6 +6,7 @@ Pure: plain data in (``CleanupInput``), frozen dataclasses out, no I/O, no clock
 - ``parse_policy(args)`` reads GitLab's four policy parameters (``keep_n``, ``older_than``, ``name_regex``,
   ``name_regex_keep``) from request arguments and raises ``PolicyError`` naming the bad one;
   ``parse_scope(args)`` reads ``group`` or ``repository``.
+- ``cleanup_input(snapshot)`` builds that input from a snapshot's layer table.
 - ``CleanupIndex(data)`` does once per snapshot what every simulation shares: each repository's tags in policy
   order and, per layer, how many tags in the whole registry reference it.
 - ``CleanupIndex.simulate(policy, now, scope)`` costs time linear in the (tag, layer) pairs of the tags in scope
@@ -30,6 +31,7 @@ from typing import Any
 import re2
 
 from .config import parse_timedelta
+from .model import Snapshot
 
 LATEST = "latest"
 DEFAULT_NAME_REGEX = ".*"
@@ -84,6 +86,28 @@ class CleanupInput:
 
     repositories: tuple[RepositoryInput, ...]
     layer_sizes: Sequence[int]
+
+
+def cleanup_input(snapshot: Snapshot) -> CleanupInput:
+    """The simulator's input from ``snapshot.layers``: every repository in snapshot order (one whose tags could not
+    be read has none, so it is in scope but deletes and keeps nothing), its tags with their layer ids.
+
+    Raises ``ValueError`` for a snapshot without a layer table (read from an older data file). Linear in the
+    (tag, layer) pairs."""
+    layers = snapshot.layers
+    if layers is None:
+        raise ValueError("the snapshot has no layer table")
+    repositories: list[RepositoryInput] = []
+    number = 0
+    for repository in snapshot.repositories:
+        tags: list[TagInput] = []
+        for tag in repository.tags or ():
+            tags.append(TagInput(tag.name, tag.created, tuple(layers.tag_layers(number))))
+            number += 1
+        repositories.append(RepositoryInput(repository.name, tuple(tags)))
+    if number != layers.tag_count:
+        raise ValueError(f"the layer table has {layers.tag_count} tags, the repositories {number}")
+    return CleanupInput(tuple(repositories), layers.sizes)
 
 
 # -- the policy -------------------------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from .logins import (
 )
 from .metrics import Metrics
 from .replay import ResponseReplay
-from .resources import AuthToken, Repositories, RepositoryPath
+from .resources import AuthToken, Cleanup, GroupPath, Groups, Repositories, RepositoryPath
 from .responses import RenderCache, json_error
+from .simulations import Simulations
 from .throttle import LoginThrottle
 from .tokens import VerifiedTokens
 
@@ -95,7 +96,11 @@ def create_app(
     tokens = VerifiedTokens()
     data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": tokens, "clock": clock}
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
-    api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=data)
+    simulating = {**data, "simulations": Simulations()}
+    api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=simulating)
+    api.add_resource(Groups, "/groups", resource_class_kwargs=data)
+    api.add_resource(GroupPath, "/groups/<path:path>", resource_class_kwargs=simulating)
+    api.add_resource(Cleanup, "/cleanup", resource_class_kwargs=simulating)
     observe = _request_observer(metrics)
     _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
     init_browser(app, snapshots, refresh, check, clock)

@@ -1,10 +1,13 @@
-"""HAL documents of the four resources, and the mapping from request paths to resources.
+"""HAL documents of the repository resources and the groups, and the mapping from request paths to resources.
 
 Pure: a snapshot and the query options go in, plain dicts come out, in exactly the key order the
 original (flask-restful-hal 0.2.6) produced, so clients see the same JSON (plus new fields:
 ``unique_size``, and a tag's ``digest``, ``media_type``, ``platforms``, ``created`` and ``first_seen``).
 Its defects are not copied: a tag's ``self`` link names the tag's own path, tag item links are titled with
 the tag name, every href carries the server prefix, and empty collections still have an ``items`` list.
+
+Groups (new) are path prefixes of repository names (``model.GroupUsage``): ``/groups`` lists those of one depth,
+``/groups/<path>`` is one with its subgroups and repositories. Their paths keep slashes plain, as GitLab's do.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
-from ..model import RepositoryUsage, Snapshot, TagUsage
+from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
 from .humanize import iso_millis
 
 Document = dict[str, Any]
@@ -27,7 +30,12 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 SORT_KEYS = ("name", "size", "disk_size", "unique_size")
+GROUP_SORT_KEYS = (*SORT_KEYS, "repository_count", "tag_count")
 MAX_LIMIT = 100_000
+# Deeper than any registry nests (GitLab allows 20 levels of subgroups).
+MAX_DEPTH = 64
+# The last path segment that asks for the cleanup simulator (as ``tags`` asks for the tags collection).
+CLEANUP = "cleanup"
 
 
 class QueryError(ValueError):
@@ -106,6 +114,34 @@ def tag_path(base: str, repository: str, tag: str) -> str:
     return f"{tags_path(base, repository)}/{quote_name(tag)}"
 
 
+def groups_path(base: str) -> str:
+    return f"{base}/groups"
+
+
+def group_path(base: str, group: str) -> str:
+    """``/groups/a/b``: each segment encoded, the slashes between them plain (as GitLab writes group paths).
+
+    Only a last segment ``cleanup`` is joined by an encoded slash (``a%2Fcleanup``): plain, it would ask for
+    the cleanup simulator of ``a``.
+    """
+    segments = [quote_name(segment) for segment in group.split("/")]
+    if len(segments) > 1 and segments[-1] == CLEANUP:
+        segments[-2:] = [f"{segments[-2]}%2F{CLEANUP}"]
+    return f"{base}/groups/" + "/".join(segments)
+
+
+def cleanup_path(base: str) -> str:
+    return f"{base}/{CLEANUP}"
+
+
+def group_cleanup_path(base: str, group: str) -> str:
+    return f"{group_path(base, group)}/{CLEANUP}"
+
+
+def repository_cleanup_path(base: str, repository: str) -> str:
+    return f"{repository_path(base, repository)}/{CLEANUP}"
+
+
 def repositories_document(snapshot: Snapshot | None, options: Options) -> Document:
     """``/repositories``: the timestamp and totals, with the repositories as links and embedded items."""
     if snapshot is None:
@@ -114,7 +150,7 @@ def repositories_document(snapshot: Snapshot | None, options: Options) -> Docume
             document["_links"] = {"self": {"href": repositories_path(options.base)}}
         return document
     window = options.window
-    matching = [repo for repo in snapshot.repositories if window.prefix is None or repo.name.startswith(window.prefix)]
+    matching = _with_prefix(snapshot, window.prefix)
     document = {
         "timestamp": snapshot.timestamp,
         "total_size": sum(repo.size or 0 for repo in matching),
@@ -135,6 +171,20 @@ def repositories_document(snapshot: Snapshot | None, options: Options) -> Docume
         inner = _deeper(options)
         document["_embedded"] = {"items": [repository_document(repository, inner) for repository in shown]}
     return document
+
+
+def _with_prefix(snapshot: Snapshot, prefix: str | None) -> list[RepositoryUsage]:
+    return [repo for repo in snapshot.repositories if prefix is None or repo.name.startswith(prefix)]
+
+
+def select_repositories(snapshot: Snapshot, window: Window) -> list[RepositoryUsage]:
+    """The repositories ``/repositories`` lists for ``window``, in its order (for exports)."""
+    return _window(_with_prefix(snapshot, window.prefix), window)
+
+
+def select_groups(snapshot: Snapshot, depth: int, window: Window) -> list[GroupUsage]:
+    """The groups ``/groups?depth=`` lists for ``window``, in its order (for exports)."""
+    return _window(groups_at(snapshot, depth), window)
 
 
 def repository_document(repository: RepositoryUsage, options: Options) -> Document:
@@ -202,6 +252,83 @@ def tag_document(repository: RepositoryUsage, tag: TagUsage, options: Options) -
     return document
 
 
+def groups_document(snapshot: Snapshot | None, options: Options, depth: int = 1) -> Document:
+    """``/groups``: the groups of ``depth`` (1: top level) with their totals, as links and embedded items.
+
+    Groups of one depth never overlap, so the totals count each repository they cover once; at depth 1 they
+    cover every repository, and equal ``/repositories``' totals.
+    """
+    if snapshot is None:
+        document: Document = {"timestamp": None}
+        if options.links:
+            document["_links"] = {"self": {"href": groups_path(options.base)}}
+        return document
+    matching = groups_at(snapshot, depth)
+    document = {
+        "timestamp": snapshot.timestamp,
+        "total_size": sum(group.size for group in matching),
+        "total_disk_size": sum(group.disk_size for group in matching),
+        "group_count": len(matching),
+        "repository_count": sum(group.repository_count for group in matching),
+        "tag_count": sum(group.tag_count for group in matching),
+    }
+    shown = _window(matching, options.window)
+    if options.links:
+        links: Document = {"self": {"href": groups_path(options.base)}}
+        links["items"] = [{"href": group_path(options.base, group.name), "title": group.name} for group in shown]
+        links.update(_paging_links(groups_path(options.base), options, len(matching),
+                                   {"depth": None if depth == 1 else str(depth)}))
+        document["_links"] = links
+    if options.embed > 0:
+        inner = _deeper(options)
+        document["_embedded"] = {"items": [group_document(snapshot, group, inner) for group in shown]}
+    return document
+
+
+def groups_at(snapshot: Snapshot, depth: int) -> list[GroupUsage]:
+    """The snapshot's groups of ``depth`` path segments, by name."""
+    return [group for group in snapshot.groups if group.name.count("/") == depth - 1]
+
+
+def group_document(snapshot: Snapshot, group: GroupUsage, options: Options) -> Document:
+    """``/groups/<path>``: the group's figures, linking up, to its subgroups and to its direct repositories."""
+    document: Document = {
+        "name": group.name,
+        "size": group.size,
+        "disk_size": group.disk_size,
+        "unique_size": group.unique_size,
+        "repository_count": group.repository_count,
+        "tag_count": group.tag_count,
+    }
+    # A page for people lists a page of each; the JSON API lists them all.
+    subgroups = group.subgroups[:options.page_size]
+    repositories = group.repositories[:options.page_size]
+    if options.links:
+        parent = group.parent
+        document["_links"] = {
+            "self": {"href": group_path(options.base, group.name)},
+            "up": {"href": groups_path(options.base) if parent is None else group_path(options.base, parent)},
+            "subgroups": [{"href": group_path(options.base, name), "title": name} for name in subgroups],
+            "repositories": [{"href": repository_path(options.base, name), "title": name} for name in repositories],
+        }
+    if options.embed > 0:
+        inner = _deeper(options)
+        document["_embedded"] = {
+            "subgroups": [group_document(snapshot, _known(snapshot.group(name)), inner) for name in subgroups],
+            "repositories": [repository_document(_known(snapshot.repository(name)), inner) for name in repositories],
+        }
+    return document
+
+
+Known = TypeVar("Known", GroupUsage, RepositoryUsage)
+
+
+def _known(found: Known | None) -> Known:
+    # A group's children are the snapshot's own groups and repositories, computed with it.
+    assert found is not None
+    return found
+
+
 def _deeper(options: Options) -> Options:
     # The window applies to the requested collection only, not to collections embedded in it; a page for
     # people cuts those to a page as well. Unlimited stays unlimited, so that their paging links say so.
@@ -210,7 +337,7 @@ def _deeper(options: Options) -> Options:
                    base=options.base, window=window, page_size=options.page_size)
 
 
-Item = TypeVar("Item", RepositoryUsage, TagUsage)
+Item = TypeVar("Item", RepositoryUsage, TagUsage, GroupUsage)
 
 
 def _window(items: list[Item], window: Window) -> list[Item]:
@@ -225,15 +352,17 @@ def _window(items: list[Item], window: Window) -> list[Item]:
     return items[window.offset:end]
 
 
-def _paging_links(path: str, options: Options, total: int) -> Document:
-    """HAL ``next`` and ``prev`` for a limited window, keeping every other query parameter."""
+def _paging_links(path: str, options: Options, total: int, extra: Mapping[str, str | None] | None = None
+                  ) -> Document:
+    """HAL ``next`` and ``prev`` for a limited window, keeping every other query parameter (``extra``: the
+    resource's own)."""
     window = options.window
     if window.limit is None:
         return {}
 
     def href(offset: int) -> dict[str, str]:
         query = {"embed": _shown_embed(options.embed), "links": "true", "sort": window.sort,
-                 "prefix": window.prefix, "limit": str(window.limit), "offset": str(offset)}
+                 "prefix": window.prefix, **(extra or {}), "limit": str(window.limit), "offset": str(offset)}
         return {"href": f"{path}?{urlencode({k: v for k, v in query.items() if v is not None})}"}
 
     links = {}
@@ -253,11 +382,13 @@ def _shown_embed(embed: int) -> str | None:
 
 @dataclass(frozen=True)
 class Target:
-    """A resource a path may mean: ``tag`` set for a tag, ``collection`` for the tags collection."""
+    """A resource a path may mean: ``tag`` set for a tag, ``collection`` for the tags collection, ``cleanup``
+    for the repository's cleanup simulator."""
 
     repository: str
     tag: str | None = None
     collection: bool = False
+    cleanup: bool = False
 
     def path(self, base: str = "") -> str:
         """The canonical path, names encoded: used in 404 messages as the original did."""
@@ -265,6 +396,8 @@ class Target:
             return tag_path(base, self.repository, self.tag)
         if self.collection:
             return tags_path(base, self.repository)
+        if self.cleanup:
+            return repository_cleanup_path(base, self.repository)
         return repository_path(base, self.repository)
 
 
@@ -273,8 +406,10 @@ def resolve(raw_path: str) -> list[Target]:
 
     Encoded slashes belong to names, unencoded ones separate segments, so ``group%2Ftags`` is the
     repository ``group/tags``. Unencoded, a trailing ``/tags`` is read first as a tags collection,
-    then ``/tags/<tag>`` as a tag, as in the original's routes; the plain repository reading comes
-    last, so a repository that itself ends in ``/tags`` is still found when nothing else matches.
+    then ``/tags/<tag>`` as a tag, as in the original's routes, then a trailing ``/cleanup`` as the
+    repository's cleanup simulator (after the tag reading, so that the tag ``cleanup`` keeps its link); the
+    plain repository reading comes last, so a repository that itself ends in ``/tags`` or ``/cleanup`` is
+    still found when nothing else matches.
     """
     segments = raw_path.split("/")
     names = [unquote(segment, errors="strict") for segment in segments]
@@ -283,12 +418,51 @@ def resolve(raw_path: str) -> list[Target]:
         candidates.append(Target("/".join(names[:-1]), collection=True))
     if len(segments) >= 3 and segments[-2] == "tags":
         candidates.append(Target("/".join(names[:-2]), tag=names[-1]))
+    if len(segments) >= 2 and segments[-1] == CLEANUP:
+        candidates.append(Target("/".join(names[:-1]), cleanup=True))
     candidates.append(Target("/".join(names)))
     return [target for target in candidates if _valid_name(target.repository)]
 
 
 def _valid_name(name: str) -> bool:
     return bool(name) and all(name.split("/"))
+
+
+@dataclass(frozen=True)
+class GroupTarget:
+    """What a path below ``/groups/`` may mean: a group, or (``cleanup``) its cleanup simulator."""
+
+    group: str
+    cleanup: bool = False
+
+    def path(self, base: str = "") -> str:
+        """The canonical path, for 404 messages."""
+        return group_cleanup_path(base, self.group) if self.cleanup else group_path(base, self.group)
+
+
+def resolve_group(raw_path: str) -> list[GroupTarget]:
+    """The resources a raw (still percent-encoded) path below ``/groups/`` may mean, best first.
+
+    Slashes may be plain or encoded (``a/b`` and ``a%2Fb`` are one group). An unencoded trailing ``/cleanup``
+    is read first as the simulator, then as part of the group's name, so a group named ``a/cleanup`` is
+    still found (and its links, ``a%2Fcleanup``, are never ambiguous).
+    """
+    segments = raw_path.split("/")
+    names = [unquote(segment, errors="strict") for segment in segments]
+    candidates: list[GroupTarget] = []
+    if len(segments) >= 2 and segments[-1] == CLEANUP:
+        candidates.append(GroupTarget("/".join(names[:-1]), cleanup=True))
+    candidates.append(GroupTarget("/".join(names)))
+    return [target for target in candidates if _valid_name(target.group)]
+
+
+def find_group(snapshot: Snapshot, candidates: list[GroupTarget]) -> tuple[GroupTarget, GroupUsage] | None:
+    """The first candidate whose group exists in the snapshot."""
+    for target in candidates:
+        group = snapshot.group(target.group)
+        if group is not None:
+            return target, group
+    return None
 
 
 def find(snapshot: Snapshot, candidates: list[Target]) -> tuple[Target, RepositoryUsage, TagUsage | None] | None:
@@ -315,23 +489,29 @@ def render(snapshot: Snapshot, found: tuple[Target, RepositoryUsage, TagUsage | 
     return repository_document(repository, options)
 
 
-def options_from(args: Mapping[str, str], base: str, links_default: bool = False, prefix_allowed: bool = False
-                 ) -> Options:
+def options_from(args: Mapping[str, str], base: str, links_default: bool = False, prefix_allowed: bool = False,
+                 sort_keys: tuple[str, ...] = SORT_KEYS) -> Options:
     """Query parameters -> ``Options``; ``links_default`` is for the browser view. Raises ``QueryError``."""
     links = args.get("links")
     return Options(
         embed=parse_embed(args.get("embed")),
         links=links_default if links is None else parse_flag(links),
         base=base,
-        window=parse_window(args, prefix_allowed),
+        window=parse_window(args, prefix_allowed, sort_keys),
     )
 
 
-def parse_window(args: Mapping[str, str], prefix_allowed: bool) -> Window:
+def parse_depth(args: Mapping[str, str]) -> int:
+    """``/groups?depth=N``: which level of groups to list, 1 (the top level) unless given."""
+    depth = _count(args, "depth", 1, MAX_DEPTH)
+    return 1 if depth is None else depth
+
+
+def parse_window(args: Mapping[str, str], prefix_allowed: bool, sort_keys: tuple[str, ...] = SORT_KEYS) -> Window:
     """``sort``, ``limit``, ``offset`` (and on ``/repositories`` ``prefix``), validated."""
     sort = args.get("sort")
-    if sort is not None and sort.removeprefix("-") not in SORT_KEYS:
-        raise QueryError(f"sort must be one of {', '.join(SORT_KEYS)}, with '-' in front for descending order")
+    if sort is not None and sort.removeprefix("-") not in sort_keys:
+        raise QueryError(f"sort must be one of {', '.join(sort_keys)}, with '-' in front for descending order")
     prefix = args.get("prefix")
     if prefix is not None and not prefix_allowed:
         raise QueryError("prefix is accepted on /repositories only")

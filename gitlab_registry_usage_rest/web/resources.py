@@ -18,9 +18,10 @@ from flask_httpauth import HTTPBasicAuth
 from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, verify_jwt_in_request
 from flask_restful import Resource
 
-from ..model import RepositoryUsage, TagUsage
+from ..cleanup import CleanupResult, PolicyError, Scope
+from ..model import RepositoryUsage, Snapshot, TagUsage
 from ..state import SnapshotHolder
-from . import hal, pages
+from . import export, hal, pages, simulations
 from .browser import cookie_user, html_response, login_page_response, set_token_cookie
 from .html import CONTENT_SECURITY_POLICY, PAGE_SIZE, render_page
 from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
@@ -58,10 +59,10 @@ def _token_required(method: F) -> F:
     return cast(F, wrapper)
 
 
-def _options(prefix_allowed: bool = False) -> hal.Options:
+def _options(prefix_allowed: bool = False, sort_keys: tuple[str, ...] = hal.SORT_KEYS) -> hal.Options:
     browser = wants_html()
     options = hal.options_from(request.args, base=request.script_root, links_default=browser,
-                               prefix_allowed=prefix_allowed)
+                               prefix_allowed=prefix_allowed, sort_keys=sort_keys)
     # A page for people lists a page of items, however many there are; the JSON API keeps its contract.
     return hal.paged(options, PAGE_SIZE) if browser else options
 
@@ -117,13 +118,123 @@ class Repositories(_DataResource):
 
     @_token_required
     def get(self) -> Response:
-        snapshot, options = self._snapshots.current(), _options(prefix_allowed=True)
+        snapshot = self._snapshots.current()
+        if export.wants_csv():
+            # Every matching repository, not a page: an export is for spreadsheets, whoever asks.
+            window = hal.parse_window(request.args, prefix_allowed=True)
+            prefix = window.prefix
+            return export.respond_csv(
+                self._cache, snapshot, ("repositories", window), export.REPOSITORY_COLUMNS,
+                lambda: [] if snapshot is None else export.repository_rows(hal.select_repositories(snapshot, window)),
+                "repositories" if not prefix else f"repositories-{prefix}")
+        options = _options(prefix_allowed=True)
         return respond(self._cache, snapshot, "repositories", options,
                         lambda: hal.repositories_document(snapshot, options), "Repositories")
 
 
-class RepositoryPath(_DataResource):
-    """Everything below ``/repositories/``: a repository, its tags collection, or one tag."""
+class _SimulatingResource(_DataResource):
+    """A data resource that also answers a cleanup simulation (its scope: the registry, a group, a repository)."""
+
+    def __init__(self, snapshots: SnapshotHolder, cache: RenderCache, tokens: VerifiedTokens,
+                 clock: Callable[[], float], simulations: simulations.Simulations) -> None:
+        super().__init__(snapshots, cache, tokens, clock)
+        self._simulations = simulations
+
+    def _cleanup(self, snapshot: Snapshot, scope: Scope, path: str, stem: str, title: str) -> Response:
+        """The simulator's answer for ``scope``: JSON, CSV, or the API view in a browser.
+
+        Rendered once per snapshot and policy: ``now`` is the time of the first request that asked, which a
+        refresh (the data's own age) moves on.
+        """
+        try:
+            policy = simulations.parse_request(request.args)
+        except PolicyError as error:
+            response = jsonify({"message": str(error), "parameter": error.parameter})
+            response.status_code = 400
+            return response
+        if not simulations.has_layers(snapshot):
+            response = json_error(503, "This data was read from an older data file: the layers a cleanup frees are "
+                                       "unknown until the next refresh")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        query = simulations.policy_query(request.args)
+        now, base = self._clock(), request.script_root
+        key = ("cleanup", scope, query)
+
+        def simulate() -> CleanupResult:
+            return self._simulations.index(snapshot).simulate(policy, now, scope)
+
+        if export.wants_csv():
+            return export.respond_csv(self._cache, snapshot, (key, base), export.CLEANUP_COLUMNS,
+                                      lambda: export.cleanup_rows(simulate()), stem)
+        limit = PAGE_SIZE if wants_html() else None
+        options = hal.Options(base=base, page_size=limit)
+        return respond(self._cache, snapshot, key, options,
+                       lambda: simulations.cleanup_document(snapshot, simulate(), path, query, base, limit), title)
+
+
+class Cleanup(_SimulatingResource):
+    """``/cleanup``: what a cleanup policy would delete in the whole registry, and free."""
+
+    @_token_required
+    def get(self) -> Response:
+        snapshot = self._snapshots.current()
+        if snapshot is None:
+            return _no_data()
+        return self._cleanup(snapshot, Scope(), hal.cleanup_path(request.script_root), "cleanup", "Cleanup")
+
+
+class Groups(_DataResource):
+    """``/groups?depth=N``: the groups of one depth (top level by default) with their totals."""
+
+    @_token_required
+    def get(self) -> Response:
+        snapshot, depth = self._snapshots.current(), hal.parse_depth(request.args)
+        if export.wants_csv():
+            window = hal.parse_window(request.args, prefix_allowed=False, sort_keys=hal.GROUP_SORT_KEYS)
+            return export.respond_csv(
+                self._cache, snapshot, ("groups", depth, window), export.GROUP_COLUMNS,
+                lambda: [] if snapshot is None else export.group_rows(hal.select_groups(snapshot, depth, window)),
+                "groups" if depth == 1 else f"groups-depth-{depth}")
+        options = _options(sort_keys=hal.GROUP_SORT_KEYS)
+        return respond(self._cache, snapshot, ("groups", depth), options,
+                       lambda: hal.groups_document(snapshot, options, depth), "Groups")
+
+
+class GroupPath(_SimulatingResource):
+    """Everything below ``/groups/``: a group (``a/b`` or ``a%2Fb``), or its cleanup simulator."""
+
+    @_token_required
+    def get(self, path: str) -> Response:
+        snapshot = self._snapshots.current()
+        if snapshot is None:
+            return _no_data()
+        try:
+            candidates = hal.resolve_group(_raw_subpath(path, "groups"))
+        except UnicodeDecodeError:
+            candidates = []
+        found = hal.find_group(snapshot, candidates)
+        if found is None:
+            shown = candidates[0].path() if candidates else "/groups/" + quote(path, safe="/%")
+            return json_error(404, f'The resource "{shown}" does not exist')
+        target, group = found
+        base = request.script_root
+        if target.cleanup:
+            return self._cleanup(snapshot, Scope(group=group.name), hal.group_cleanup_path(base, group.name),
+                                 f"cleanup-{group.name}", f"{group.name} : cleanup")
+        options = _options(sort_keys=hal.GROUP_SORT_KEYS)
+        return respond(self._cache, snapshot, ("group", group.name), options,
+                       lambda: hal.group_document(snapshot, group, options), group.name)
+
+
+def _no_data() -> Response:
+    response = json_error(503, "No registry data has been collected yet; try again shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class RepositoryPath(_SimulatingResource):
+    """Everything below ``/repositories/``: a repository, its tags collection, one tag, or its cleanup simulator."""
 
     @_token_required
     def get(self, path: str) -> Response:
@@ -140,6 +251,11 @@ class RepositoryPath(_DataResource):
         if found is None:
             shown = candidates[0].path() if candidates else "/repositories/" + quote(path, safe="/%")
             return json_error(404, f'The resource "{shown}" does not exist')
+        if found[0].cleanup:
+            name = found[0].repository
+            return self._cleanup(snapshot, Scope(repository=name),
+                                 hal.repository_cleanup_path(request.script_root, name), f"cleanup-{name}",
+                                 f"{name} : cleanup")
         if wants_html() and request.args.get("view") != "api" and not found[0].collection:
             return _page_for(found, self._clock())
         target, options = found[0], _options()
@@ -160,8 +276,9 @@ def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: f
     return html_response(pages.repository_page(repository, base, user, page, now=now))
 
 
-def _raw_subpath(path: str) -> str:
-    """The request path below ``/repositories/`` as sent, so encoded slashes stay apart from separators.
+def _raw_subpath(path: str, collection: str = "repositories") -> str:
+    """The request path below ``/repositories/`` (or ``/<collection>/``) as sent, so encoded slashes stay apart
+    from separators.
 
     WSGI servers decode PATH_INFO (Werkzeug turns ``%2F`` into ``/``, cheroot does not); the raw
     request URI keeps what the client sent. Without one, the decoded path is the best we have.
@@ -169,7 +286,7 @@ def _raw_subpath(path: str) -> str:
     raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI") or ""
     raw_path = urlsplit(raw).path if "://" in raw.split("?", 1)[0] else raw.split("?", 1)[0]
     # Servers put the mount prefix in the request URI; Werkzeug's test client leaves it out.
-    for prefix in (quote(request.script_root) + "/repositories/", "/repositories/"):
+    for prefix in (quote(request.script_root) + f"/{collection}/", f"/{collection}/"):
         if raw_path.startswith(prefix):
             return raw_path[len(prefix):]
     return quote(path, safe="/%")

@@ -1,0 +1,375 @@
+"""The cleanup simulator's endpoints through the test client: ``/cleanup``, ``/groups/<path>/cleanup`` and
+``/repositories/<name>/cleanup``, for several policies, with every expected figure computed here by brute force;
+parameter errors, 404s, 503s, and the answers rendered once per snapshot and query.
+
+The simulator's rules themselves are test_cleanup's; this checks what a client sends and gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from flask.testing import FlaskClient
+
+from gitlab_registry_usage_rest.cleanup import CleanupIndex, RepositoryInput, TagInput, cleanup_input
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
+from gitlab_registry_usage_rest.sizes import build_snapshot
+from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web import simulations
+from gitlab_registry_usage_rest.web.app import create_app
+from tests.support.webapp import FakeDirectory, basic, make_config
+
+NOW = 1_700_000_000.0
+DAY = 86400.0
+HOSTILE_TAG = "a" * 100 + "!"  # (a+)+$ on this takes a backtracking engine longer than the universe has left
+
+# name -> {tag: (days old or None for unknown, layers)}; None: the repository's tags could not be read.
+REGISTRY: dict[str, dict[str, tuple[float | None, tuple[str, ...]]] | None] = {
+    "team-a/web": {
+        "latest": (0.5, ("base", "web-3")),
+        "v3": (2, ("base", "web-3")),  # latest's manifest: deleting it frees nothing
+        "v2": (20, ("base", "web-2", "shared-ab")),
+        "v1": (40, ("base", "web-1", "shared-ab")),
+        "v1-keep": (100, ("base", "web-0")),
+        "dev": (None, ("dev",)),
+    },
+    "team-a/api": {"1.0": (50, ("base", "api-1")), "1.1": (35, ("base", "api-2", "shared-ab")),
+                   "1.2": (5, ("base", "api-3"))},
+    "team-b/svc": {"x1": (60, ("svc-1", "shared-cross")), "x2": (1, ("svc-2",)),
+                   HOSTILE_TAG: (90, ("svc-h",)), "aaaa": (95, ("svc-a",))},
+    "team-c/job": {"nightly": (70, ("shared-cross", "job-1")), "old": (80, ("job-2",))},
+    "broken": None,
+    "ops": {"cleanup": (45, ("ops-1",)), "keep": (1, ("ops-2",))},  # a tag named like the simulator
+    "ops/cleanup": {"c1": (200, ("opsc-1",))},  # a repository named like ops' simulator
+}
+SIZES = {
+    "base": 100_000, "web-3": 3000, "web-2": 2000, "web-1": 1000, "web-0": 500, "shared-ab": 70_000, "dev": 7,
+    "api-1": 11, "api-2": 22, "api-3": 33, "svc-1": 1, "svc-2": 2, "svc-h": 4, "svc-a": 8, "shared-cross": 900_000,
+    "job-1": 10, "job-2": 20, "ops-1": 5, "ops-2": 6, "opsc-1": 9,
+}
+
+
+def listing() -> Listing:
+    return Listing(tuple(
+        RepositoryListing(name, None if tags is None else tuple(
+            ImageListing(tag, layers, created=None if days is None else NOW - days * DAY)
+            for tag, (days, layers) in tags.items()))
+        for name, tags in REGISTRY.items()), SIZES)
+
+
+def full_match(pattern: str, name: str) -> bool:
+    # Python's backtracking engine would never finish the hostile pattern on HOSTILE_TAG: say what it means.
+    if pattern == "(a+)+$":
+        pattern = "a+"
+    return re.fullmatch(pattern, name) is not None
+
+
+def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
+    """The answer as GitLab's documentation describes the policy, computed the slow, obvious way."""
+    keep_n = int(args["keep_n"]) if "keep_n" in args else None
+    older = {"30d": 30 * DAY, "10d": 10 * DAY, "1 month": 30 * DAY, "1h": 3600.0}
+    cutoff = NOW - older[args["older_than"]] if "older_than" in args else None
+    deleted: dict[str, list[str]] = {}
+    for name in names:
+        tags = [(tag, days) for tag, (days, _) in (REGISTRY[name] or {}).items() if tag != "latest"
+                and full_match(args.get("name_regex", ".*"), tag)
+                and not ("name_regex_keep" in args and full_match(args["name_regex_keep"], tag))]
+        tags.sort(key=lambda item: (item[1] is None, item[1] if item[1] is not None else 0, item[0]))
+        if keep_n is not None:
+            tags = tags[keep_n:]
+        if cutoff is not None:
+            tags = [(tag, days) for tag, days in tags if days is not None and NOW - days * DAY < cutoff]
+        if tags:
+            deleted[name] = [tag for tag, _ in tags]
+    references: dict[str, list[tuple[str, str]]] = {}
+    for name, listed in REGISTRY.items():
+        for tag, (_, layers) in (listed or {}).items():
+            for layer in layers:
+                references.setdefault(layer, []).append((name, tag))
+
+    def freed(gone: set[tuple[str, str]]) -> int:
+        return sum(SIZES[layer] for layer, users in references.items() if set(users) <= gone)
+
+    everything = {(name, tag) for name, tags in deleted.items() for tag in tags}
+    items: list[dict[str, Any]] = [
+        {"name": name, "freed_size": freed({(name, tag) for tag in tags}), "tags_deleted": len(tags), "tags": tags,
+         "_links": {"self": {"href": "/repositories/" + quote(name, safe="")}}} for name, tags in deleted.items()]
+    items.sort(key=lambda item: (-item["freed_size"], item["name"]))
+    return {
+        "repositories_in_scope": len(names),
+        "tags_in_scope": sum(len(REGISTRY[name] or {}) for name in names),
+        "tags_deleted": len(everything),
+        "repositories_affected": len(deleted),
+        "freed_size": freed(everything),
+        "_embedded": {"items": items},
+    }
+
+
+def in_group(group: str) -> list[str]:
+    return [name for name in REGISTRY if name == group or name.startswith(group + "/")]
+
+
+def describe(args: Mapping[str, str]) -> dict[str, Any]:
+    seconds = {"30d": 30 * 86400, "10d": 10 * 86400, "1 month": 30 * 86400, "1h": 3600}
+    return {"keep_n": int(args["keep_n"]) if "keep_n" in args else None, "older_than": args.get("older_than"),
+            "older_than_seconds": seconds[args["older_than"]] if "older_than" in args else None,
+            "name_regex": args.get("name_regex", ".*"), "name_regex_keep": args.get("name_regex_keep")}
+
+
+@pytest.fixture
+def holder() -> SnapshotHolder:
+    return SnapshotHolder(build_snapshot(listing(), NOW - 600))
+
+
+@pytest.fixture
+def client(holder: SnapshotHolder) -> Iterator[FlaskClient]:
+    app = create_app(make_config(), holder, FakeDirectory(), clock=lambda: NOW)
+    with app.test_client() as client:
+        yield client
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> dict[str, str]:
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
+    response = client.get(url, headers=headers)
+    assert response.status_code == status, response.data
+    return json.loads(response.data)
+
+
+POLICIES = [
+    {},
+    {"keep_n": "1"},
+    {"keep_n": "0", "older_than": "30d"},
+    {"keep_n": "1", "older_than": "10d", "name_regex": "v.*|1\\..*", "name_regex_keep": ".*-keep"},
+    {"older_than": "1 month", "name_regex": "(a+)+$"},
+    {"name_regex": "x.*|nightly|old"},
+    {"keep_n": "2", "name_regex_keep": "v1.*"},
+    {"keep_n": "100"},
+]
+POLICY_IDS = ["everything", "keep_newest", "older_than_30d", "all_four", "hostile_regex", "cross_repository_layer",
+              "keep_regex", "keep_more_than_there_are"]
+SCOPES = [
+    ("/cleanup", None, None, list(REGISTRY)),
+    ("/groups/team-a/cleanup", "team-a", None, in_group("team-a")),
+    ("/groups/ops/cleanup", "ops", None, in_group("ops")),
+    ("/repositories/team-a%2Fweb/cleanup", None, "team-a/web", ["team-a/web"]),
+    ("/repositories/team-b/svc/cleanup", None, "team-b/svc", ["team-b/svc"]),
+]
+
+
+@pytest.mark.parametrize("args", POLICIES, ids=POLICY_IDS)
+@pytest.mark.parametrize(("path", "group", "repository", "names"), SCOPES, ids=[scope[0] for scope in SCOPES])
+def test_cleanup_answers_what_the_policy_deletes_and_frees_set_wise(
+        client: FlaskClient, auth: dict[str, str], args: dict[str, str], path: str, group: str | None,
+        repository: str | None, names: list[str]) -> None:
+    query = "?" + urlencode(args) if args else ""
+    body = get_json(client, path + query, auth)
+    self_path = path.replace("team-b/svc", "team-b%2Fsvc")
+    assert body == {
+        "timestamp": NOW - 600,
+        "policy": describe(args),
+        "scope": {"group": group, "repository": repository},
+        **brute_force(args, names),
+        "_links": {"self": {"href": self_path + query}},
+    }
+
+
+def test_layers_shared_across_repositories_free_more_together_than_each_alone(
+        client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/cleanup?name_regex=x1|nightly", auth)
+    items = {item["name"]: item for item in body["_embedded"]["items"]}
+    assert items["team-b/svc"]["freed_size"] == SIZES["svc-1"]
+    assert items["team-c/job"]["freed_size"] == SIZES["job-1"]
+    assert body["freed_size"] == SIZES["svc-1"] + SIZES["job-1"] + SIZES["shared-cross"]
+
+
+def test_a_tag_sharing_its_manifest_with_a_kept_tag_frees_nothing(client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/repositories/team-a%2Fweb/cleanup?name_regex=v3", auth)
+    assert body["tags_deleted"] == 1
+    assert body["freed_size"] == 0
+    assert body["_embedded"]["items"] == [{"name": "team-a/web", "freed_size": 0, "tags_deleted": 1, "tags": ["v3"],
+                                           "_links": {"self": {"href": "/repositories/team-a%2Fweb"}}}]
+
+
+def test_cleanup_links_carry_the_server_prefix(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/groups/team-a/cleanup?keep_n=1", headers=auth, base_url="http://localhost/usage/")
+    body = response.get_json()
+    assert body["_links"] == {"self": {"href": "/usage/groups/team-a/cleanup?keep_n=1"}}
+    assert body["_embedded"]["items"][0]["_links"]["self"]["href"].startswith("/usage/repositories/team-a%2F")
+
+
+# --- which resource a path means -----------------------------------------------------------------------------
+
+def test_a_repository_named_like_a_simulator_is_still_found(client: FlaskClient, auth: dict[str, str]) -> None:
+    # ops exists, so the plain path asks for its simulator; encoded, it is the repository "ops/cleanup".
+    assert get_json(client, "/repositories/ops/cleanup", auth)["scope"] == {"group": None, "repository": "ops"}
+    assert get_json(client, "/repositories/ops%2Fcleanup", auth)["name"] == "ops/cleanup"
+    assert get_json(client, "/repositories/ops%2Fcleanup/cleanup", auth)["scope"] == {
+        "group": None, "repository": "ops/cleanup"}
+
+
+def test_a_plain_path_ending_in_cleanup_falls_back_to_the_repository(holder: SnapshotHolder) -> None:
+    only = Listing((RepositoryListing("tools/cleanup", (ImageListing("1", ("l",)),)),), {"l": 1})
+    holder.replace(build_snapshot(only, NOW))
+    client = create_app(make_config(), holder, FakeDirectory(), clock=lambda: NOW).test_client()
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    body = get_json(client, "/repositories/tools/cleanup", {"Authorization": f"Bearer {token}"})
+    assert body["name"] == "tools/cleanup"
+
+
+def test_a_tag_named_cleanup_keeps_its_link(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/repositories/ops/tags/cleanup", auth)["name"] == "cleanup"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("/groups/nope/cleanup", "/groups/nope/cleanup"),
+    ("/groups/team-a/web/cleanup", "/groups/team-a/web/cleanup"),
+    ("/repositories/nope/cleanup", "/repositories/nope/cleanup"),
+    ("/repositories/team-a/cleanup", "/repositories/team-a/cleanup"),  # a group, not a repository
+])
+def test_cleanup_of_an_unknown_scope_is_a_404(client: FlaskClient, auth: dict[str, str], url: str,
+                                              shown: str) -> None:
+    assert get_json(client, url + "?keep_n=1", auth, status=404) == {
+        "message": f'The resource "{shown}" does not exist'}
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("keep_n=-1", "keep_n"), ("keep_n=x", "keep_n"), ("keep_n=", "keep_n"), ("keep_n=99999999999", "keep_n"),
+    ("older_than=soon", "older_than"), ("older_than=-3d", "older_than"), ("older_than=", "older_than"),
+    ("name_regex=(", "name_regex"), ("name_regex=a(?=b)", "name_regex"), ("name_regex_keep=[", "name_regex_keep"),
+    ("name_regex=" + "a" * 1001, "name_regex"), ("keep_n=1&group=team-a", "group"),
+    ("repository=team-a%2Fweb", "repository"),
+], ids=["negative_keep_n", "word_keep_n", "empty_keep_n", "huge_keep_n", "word_duration", "negative_duration",
+        "empty_duration", "unbalanced_regex", "lookahead_not_re2", "bad_keep_regex", "long_regex",
+        "group_parameter", "repository_parameter"])
+@pytest.mark.parametrize("path", ["/cleanup", "/groups/team-a/cleanup", "/repositories/team-a%2Fweb/cleanup"])
+def test_a_bad_parameter_is_a_400_naming_it(client: FlaskClient, auth: dict[str, str], path: str, query: str,
+                                            parameter: str) -> None:
+    response = client.get(f"{path}?{query}", headers=auth)
+    assert (response.status_code, response.mimetype) == (400, "application/json")
+    body = response.get_json()
+    assert set(body) == {"message", "parameter"}
+    assert body["parameter"] == parameter
+    assert body["message"].startswith(parameter + ": ")
+
+
+def test_cleanup_needs_a_token(client: FlaskClient) -> None:
+    for url in ("/cleanup", "/groups/team-a/cleanup", "/repositories/team-a%2Fweb/cleanup"):
+        assert client.get(url).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/cleanup", "/groups/team-a/cleanup", "/repositories/team-a%2Fweb/cleanup"])
+def test_before_the_first_snapshot_cleanup_is_a_503_with_retry_after(path: str) -> None:
+    client = create_app(make_config(), SnapshotHolder(), FakeDirectory()).test_client()
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    response = client.get(path + "?keep_n=1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert "message" in response.get_json()
+
+
+@pytest.mark.parametrize("path", ["/cleanup", "/groups/team-a/cleanup", "/repositories/team-a%2Fweb/cleanup"])
+def test_data_from_an_old_data_file_without_layers_is_a_503_until_the_next_refresh(
+        holder: SnapshotHolder, client: FlaskClient, auth: dict[str, str], path: str) -> None:
+    snapshot = holder.current()
+    assert snapshot is not None
+    holder.replace(dataclasses.replace(snapshot, layers=None))
+    response = client.get(path + "?keep_n=1", headers=auth)
+    assert response.status_code == 503
+    assert response.get_json()["message"].endswith("layers a cleanup frees are unknown until the next refresh")
+    assert int(response.headers["Retry-After"]) > 0
+    # The rest of the API still answers from that data.
+    assert client.get("/groups/team-a", headers=auth).status_code == 200
+
+
+# --- rendered once -------------------------------------------------------------------------------------------
+
+def test_a_repeated_query_is_answered_from_the_cache_with_the_same_etag(client: FlaskClient,
+                                                                        auth: dict[str, str]) -> None:
+    first = client.get("/cleanup?keep_n=1&older_than=10d", headers=auth)
+    again = client.get("/cleanup?keep_n=1&older_than=10d", headers=auth)
+    assert first.data == again.data
+    assert first.headers["ETag"] == again.headers["ETag"]
+    revalidated = client.get("/cleanup?keep_n=1&older_than=10d",
+                             headers={**auth, "If-None-Match": first.headers["ETag"]})
+    assert revalidated.status_code == 304
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ({"keep_n": "1"}, {"keep_n": "2"}),
+    ({"older_than": "10d"}, {"older_than": "30d"}),
+    ({"name_regex": "v.*"}, {"name_regex": "1.*"}),
+    ({"name_regex_keep": "v.*"}, {"name_regex_keep": "1.*"}),
+    ({}, {"keep_n": "0", "older_than": "1h"}),
+], ids=["keep_n", "older_than", "name_regex", "name_regex_keep", "defaults_spelled_out"])
+def test_every_policy_parameter_is_part_of_the_cache_key(client: FlaskClient, auth: dict[str, str],
+                                                         one: dict[str, str], other: dict[str, str]) -> None:
+    first = get_json(client, "/cleanup?" + urlencode(one), auth)
+    second = get_json(client, "/cleanup?" + urlencode(other), auth)
+    assert first["policy"] == describe(one)
+    assert second["policy"] == describe(other)
+    assert first["tags_deleted"] == brute_force(one, list(REGISTRY))["tags_deleted"]
+    assert second["tags_deleted"] == brute_force(other, list(REGISTRY))["tags_deleted"]
+
+
+def test_the_index_is_built_once_per_snapshot(monkeypatch: pytest.MonkeyPatch, holder: SnapshotHolder,
+                                              client: FlaskClient, auth: dict[str, str]) -> None:
+    built: list[CleanupIndex] = []
+
+    class CountingIndex(CleanupIndex):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            built.append(self)
+
+    monkeypatch.setattr(simulations, "CleanupIndex", CountingIndex)
+    for query in ("keep_n=1", "keep_n=2", "older_than=30d"):
+        get_json(client, "/cleanup?" + query, auth)
+    get_json(client, "/groups/team-a/cleanup?keep_n=1", auth)
+    get_json(client, "/repositories/team-a%2Fweb/cleanup", auth)
+    assert len(built) == 1
+    holder.replace(build_snapshot(listing(), NOW))
+    get_json(client, "/cleanup?keep_n=1", auth)
+    assert len(built) == 2
+
+
+def test_browser_gets_the_cleanup_answer_as_a_page(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/cleanup?keep_n=1", headers={**auth, "Accept": "text/html"})
+    assert (response.status_code, response.mimetype) == (200, "text/html")
+    assert "freed_size" in response.data.decode()
+
+
+# --- the simulator's input -----------------------------------------------------------------------------------
+
+def test_cleanup_input_lists_every_tag_with_its_layer_ids_and_creation_time() -> None:
+    snapshot = build_snapshot(listing(), NOW)
+    data = cleanup_input(snapshot)
+    assert [repository.name for repository in data.repositories] == list(REGISTRY)
+    assert data.repositories[list(REGISTRY).index("broken")] == RepositoryInput("broken", ())
+    ids: dict[str, int] = {}
+    for repository in data.repositories:
+        for tag, (days, layers) in (REGISTRY[repository.name] or {}).items():
+            found = next(entry for entry in repository.tags if entry.name == tag)
+            assert found == TagInput(tag, None if days is None else NOW - days * DAY, found.layers)
+            assert len(found.layers) == len(layers)
+            for layer, number in zip(layers, found.layers, strict=True):
+                assert ids.setdefault(layer, number) == number  # one id per digest, everywhere
+                assert data.layer_sizes[number] == SIZES[layer]
+    assert len(ids) == len(SIZES)
+
+
+def test_cleanup_input_refuses_a_snapshot_without_layers() -> None:
+    snapshot = dataclasses.replace(build_snapshot(listing(), NOW), layers=None)
+    with pytest.raises(ValueError, match="no layer table"):
+        cleanup_input(snapshot)
