@@ -5,6 +5,11 @@ tag. A tag whose digest is unchanged since the last crawl is answered ``304 Not 
 image is taken from the cache; child manifests of indexes and schema 1 blob sizes are addressed by
 digest, hence immutable, and fetched once for the life of the process.
 
+Where the registry has GitLab's metadata database (``GET /gitlab/v1/`` answers 200; asked once at the start
+of each crawl, and logged), tags are listed through GitLab's API instead, a thousand per request with their
+digests: a tag at a digest already resolved costs no request at all, any other is fetched by digest (and
+verified as by tag), and the tag's ``published`` comes from there. The figures are the same either way.
+
 A tag's creation time is its image config's ``created`` (for an index, the newest of its platforms'),
 which costs one blob GET per distinct config digest: configs are immutable too, so their dates are
 cached by digest (``config_dates()`` hands them out, ``known_configs`` takes them back after a
@@ -27,7 +32,16 @@ from typing import Any
 
 from ..model import ImageListing, Listing, RepositoryListing
 from .base import CrawlError, ProgressCallback
-from .client import MAX_CONFIG_SIZE, RegistryClient, RegistryError, RequestStats, TokenProvider, make_session
+from .client import (
+    MAX_CONFIG_SIZE,
+    FetchedManifest,
+    RegistryClient,
+    RegistryError,
+    RequestStats,
+    TagDetail,
+    TokenProvider,
+    make_session,
+)
 from .manifests import (
     ConfigError,
     ConfigRef,
@@ -73,6 +87,17 @@ class _Tag:
     image: ResolvedImage
     created: float | None
     warning: str | None
+    published: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Details:
+    """A repository's tags as GitLab's API lists them: those resolved from the cache without a request, and
+    those whose digest is new, each to be fetched by digest."""
+
+    tags: list[str]
+    resolved: list[tuple[str, _Tag]]
+    unseen: list[TagDetail]
 
 
 _CANCEL_CHECK_INTERVAL = 0.25
@@ -200,6 +225,12 @@ class BuiltinCrawler:
 
     def crawl(self) -> Listing:
         started, requests_before = self._clock(), self._client.stats.total
+        # Decided once per crawl: a registry that gains (or loses) its metadata database is used as it is now.
+        gitlab_v1, reason = self._client.gitlab_v1_available()
+        if gitlab_v1:
+            log.info("crawl: listing tags through GitLab's metadata-database API: %s", reason)
+        else:
+            log.info("crawl: listing tags through the registry API v2: %s", reason)
         catalog: list[str] = []
         try:
             for page in self._client.catalog():
@@ -215,7 +246,7 @@ class BuiltinCrawler:
         # time proportional to that set at every completion, quadratic over a large registry.
         completed: queue.SimpleQueue[tuple[Future[Any], str, str | None]] = queue.SimpleQueue()
 
-        def submit(name: str, tag: str | None, work: Callable[..., Any], *args: str) -> None:
+        def submit(name: str, tag: str | None, work: Callable[..., Any], *args: object) -> None:
             future = pool.submit(work, *args)
             future.add_done_callback(lambda done: completed.put((done, name, tag)))
 
@@ -223,7 +254,7 @@ class BuiltinCrawler:
             for first in range(0, len(catalog), TOKEN_BATCH):
                 pool.submit(self._client.prefetch_tokens, catalog[first:first + TOKEN_BATCH])
             for name in catalog:
-                submit(name, None, self._client.tags, name)
+                submit(name, None, self._tag_details if gitlab_v1 else self._client.tags, name)
             outstanding, last_report = len(catalog), started
             while outstanding:
                 if self._cancelled.is_set():
@@ -238,7 +269,14 @@ class BuiltinCrawler:
                 except (RegistryError, ManifestError) as error:
                     run.failed(name, error)
                 else:
-                    if tag is None:
+                    if isinstance(result, _Details):
+                        run.listed(name, result.tags)
+                        for each, resolved in result.resolved:
+                            run.resolved(name, each, resolved)
+                        for detail in result.unseen:
+                            submit(name, detail.name, self._resolve_detail, name, detail)
+                            outstanding += 1
+                    elif tag is None:
                         for each in run.listed(name, result):
                             submit(name, each, self._resolve_tag, name, each)
                             outstanding += 1
@@ -282,6 +320,7 @@ class BuiltinCrawler:
                     media_type=image.media_type,
                     platforms=image.platforms,
                     created=resolved.created,
+                    published=resolved.published,
                 ))
                 if resolved.warning is not None:
                     warnings.append(resolved.warning)
@@ -315,9 +354,36 @@ class BuiltinCrawler:
         )
 
     def _resolve_tag(self, repository: str, tag: str) -> _Tag:
-        image = self._resolve_image(repository, tag)
+        return self._tag(repository, tag, self._resolve_image(repository, tag))
+
+    def _tag_details(self, repository: str) -> _Details:
+        """GitLab's tag list of a repository, with every tag at a digest already resolved resolved from the cache."""
+        details = self._client.tag_details(repository)
+        resolved, unseen = [], []
+        for detail in details:
+            image = self._images.get(detail.digest)
+            if image is None:
+                unseen.append(detail)
+            else:
+                resolved.append((detail.name, self._tag(repository, detail.name, image, detail.published)))
+        return _Details([detail.name for detail in details], resolved, unseen)
+
+    def _resolve_detail(self, repository: str, detail: TagDetail) -> _Tag:
+        """A tag GitLab's API listed at a digest not resolved before: its manifest, fetched by that digest."""
+        image = self._images.get(detail.digest)  # resolved meanwhile, for another tag
+        if image is None:
+            fetched = self._client.manifest(repository, detail.digest)
+            assert fetched is not None
+            if (fetched.digest != detail.digest
+                    and fetched.digest.partition(":")[0] == detail.digest.partition(":")[0]):
+                raise RegistryError(f"manifest {repository}@{detail.digest}: the registry served {fetched.digest}")
+            image = self._image(repository, fetched)
+        return self._tag(repository, detail.name, image, detail.published)
+
+    def _tag(self, repository: str, tag: str, image: ResolvedImage, published: float | None = None) -> _Tag:
         created, warning = self._created(repository, image)
-        return _Tag(image, created, None if warning is None else f"{repository}:{tag}: created unknown: {warning}")
+        return _Tag(image, created, None if warning is None else f"{repository}:{tag}: created unknown: {warning}",
+                    published)
 
     def _resolve_image(self, repository: str, tag: str) -> ResolvedImage:
         known = self._tag_digests.get((repository, tag))
@@ -325,6 +391,10 @@ class BuiltinCrawler:
         if fetched is None:
             assert known is not None
             return self._images[known]
+        return self._image(repository, fetched)
+
+    def _image(self, repository: str, fetched: FetchedManifest) -> ResolvedImage:
+        """The image of a manifest just fetched: from the cache if its digest was resolved before."""
         cached = self._images.get(fetched.digest)
         if cached is not None:
             return cached

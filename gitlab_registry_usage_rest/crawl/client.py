@@ -1,4 +1,5 @@
-"""HTTP adapter for a GitLab container registry: GitLab's token endpoint and the registry API v2.
+"""HTTP adapter for a GitLab container registry: GitLab's token endpoint, the registry API v2 and, where the
+registry has its metadata database, GitLab's own registry API (``/gitlab/v1/``) for listing tags with digests.
 
 One pooled ``requests.Session`` with keep-alive; timeouts on every request; retries with backoff on
 connection errors, 429 and 5xx (honouring a capped ``Retry-After``) through urllib3's ``Retry``;
@@ -28,7 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, is_digest
+from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, ConfigError, is_digest, parse_created
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ _VERIFIABLE = frozenset({"sha256", "sha384", "sha512"})
 # letters and digits joined by separators; a tag starts with a word character and has at most 128.
 _NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# RFC 6838's type "/" subtype, each at most 127 characters: what a manifest's media type can be.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+# GitLab's tag list pages hold at most PAGE_SIZE tags; this many pages (10 million tags) end a listing that a
+# registry keeps linking onwards.
+MAX_TAG_PAGES = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -221,6 +227,21 @@ class FetchedManifest:
 NOT_MODIFIED = None
 
 
+@dataclass(frozen=True, slots=True)
+class TagDetail:
+    """One tag as GitLab's metadata database lists it: enough to skip the manifest of a digest already seen.
+
+    ``published`` is when the tag got its present digest (``published_at``; from registries older than that
+    field, the later of ``created_at`` and ``updated_at``), as a UNIX time; ``None`` if the registry gives none.
+    """
+
+    name: str
+    digest: str
+    config_digest: str | None
+    media_type: str
+    published: float | None
+
+
 class RegistryClient:
     """The registry API v2 calls a crawl needs."""
 
@@ -251,6 +272,62 @@ class RegistryClient:
     def catalog(self) -> Iterator[list[str]]:
         """The repository names, page by page, following ``Link: <...>; rel="next"`` to the end."""
         yield from self._pages("registry:catalog:*", "v2/_catalog", "repositories")
+
+    def gitlab_v1_available(self) -> tuple[bool, str]:
+        """Whether GitLab's registry API answers here (``GET /gitlab/v1/`` is 200), and why or why not.
+
+        A registry with its metadata database off answers 404, a plain Distribution registry 404 or something
+        else; a 401 that a fresh token does not cure means the API is not ours to use. None of these is an error:
+        the crawl then lists tags through the registry API v2.
+        """
+        try:
+            response = self._request("registry:catalog:*", "GET", "gitlab/v1/", {})
+        except RegistryError as error:
+            return False, f"GET /gitlab/v1/ failed: {error}"
+        status = response.status_code
+        if status == 200:
+            return True, "GET /gitlab/v1/ answered 200"
+        if status == 404:
+            return False, "GET /gitlab/v1/ answered 404 (no metadata database, or not GitLab's registry)"
+        if status == 401:
+            return False, "GET /gitlab/v1/ answered 401 even with a fresh token"
+        return False, f"GET /gitlab/v1/ answered {status} (not GitLab's registry API)"
+
+    def tag_details(self, repository: str) -> list[TagDetail]:
+        """All tags of a repository with their digests, from GitLab's registry API (sorted by name, as it lists
+        them); none if the repository is unknown. Anything malformed in the answer raises ``RegistryError``."""
+        path = f"gitlab/v1/repositories/{_path(repository)}/tags/list/"
+        what = f"GitLab tag list of {repository}"
+        url: str | None = f"{path}?n={PAGE_SIZE}"
+        details: list[TagDetail] = []
+        names: set[str] = set()
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > MAX_TAG_PAGES:
+                raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages; not read further")
+            response = self._request(_scope(repository), "GET", url, {})
+            if response.status_code == 404 and "NAME_UNKNOWN" in response.text:
+                return []  # listed in the catalog, but every tag was deleted
+            self._expect_ok(response, what)
+            try:
+                entries = response.json()
+            except ValueError:
+                raise RegistryError(f"{what}: the answer is not JSON") from None
+            if not isinstance(entries, list):
+                raise RegistryError(f"{what}: the answer is not a list of tags")
+            if len(entries) > PAGE_SIZE:
+                raise RegistryError(f"{what}: {len(entries)} tags on a page of at most {PAGE_SIZE}")
+            for entry in entries:
+                detail = _tag_detail(entry, what)
+                if detail.name in names:
+                    raise RegistryError(f"{what}: tag {detail.name!r} is listed twice")
+                names.add(detail.name)
+                details.append(detail)
+            url = self._next_page(response, what)
+            if url is not None and not entries:
+                raise RegistryError(f"{what}: an empty page links to another")
+        return details
 
     def tags(self, repository: str) -> list[str]:
         """All tags of a repository in the order the registry lists them; none if it has no tags."""
@@ -357,15 +434,19 @@ class RegistryClient:
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                 raise RegistryError(f"{path}: '{key}' is not a list of names")
             yield items
-            following = response.links.get("next", {}).get("url")
-            if not following:
-                return
-            # Relative to the page that carries it (RFC 8288), as the registries send it: "</v2/...>".
-            url = urljoin(response.url or self._base, following)
-            if _origin(url) != self._origin:
-                # The token for this scope would go with the request: to whoever runs that host.
-                raise RegistryError(f"{path}: the next page is on another origin, {_origin(url)!r:.100}, "
-                                    "not followed")
+            url = self._next_page(response, path)
+
+    def _next_page(self, response: requests.Response, what: str) -> str | None:
+        """The ``Link: <...>; rel="next"`` of a page, if it stays on the registry's origin; ``None`` at the end."""
+        following = response.links.get("next", {}).get("url")
+        if not following:
+            return None
+        # Relative to the page that carries it (RFC 8288), as the registries send it: "</v2/...>".
+        url = urljoin(response.url or self._base, following)
+        if _origin(url) != self._origin:
+            # The token for this scope would go with the request: to whoever runs that host.
+            raise RegistryError(f"{what}: the next page is on another origin, {_origin(url)!r:.100}, not followed")
+        return url
 
     def _request(self, scope: str, method: str, url: str, headers: dict[str, str],
                  allow_redirects: bool = False, stream: bool = False) -> requests.Response:
@@ -399,6 +480,38 @@ class RegistryClient:
 
 class _NameUnknown(RegistryError):
     pass
+
+
+def _tag_detail(entry: object, what: str) -> TagDetail:
+    """One entry of GitLab's tag list, every field checked: its digests name requests, its name is served."""
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{what}: an entry is not an object")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _TAG.fullmatch(name):
+        raise RegistryError(f"{what}: {name!r:.100} is not a tag name")
+    digest, config_digest = entry.get("digest"), entry.get("config_digest")
+    if not is_digest(digest):
+        raise RegistryError(f"{what}: tag {name}: {digest!r:.100} is not a digest")
+    if config_digest is not None and not is_digest(config_digest):
+        raise RegistryError(f"{what}: tag {name}: config {config_digest!r:.100} is not a digest")
+    media_type = entry.get("media_type")
+    if not isinstance(media_type, str) or not _MEDIA_TYPE.fullmatch(media_type):
+        raise RegistryError(f"{what}: tag {name}: {media_type!r:.100} is not a media type")
+    size = entry.get("size_bytes")
+    if size is not None and (type(size) is not int or size < 0):
+        raise RegistryError(f"{what}: tag {name}: size {size!r:.100} is not a number of bytes")
+    times: dict[str, float | None] = {}
+    for key in ("created_at", "updated_at", "published_at"):
+        try:
+            times[key] = parse_created(entry.get(key))
+        except ConfigError:
+            raise RegistryError(f"{what}: tag {name}: {key} {entry.get(key)!r:.100} is not a time") from None
+    published = times["published_at"]
+    if published is None:
+        # Registries before published_at: it is the later of the two.
+        published = max((when for when in (times["created_at"], times["updated_at"]) if when is not None),
+                        default=None)
+    return TagDetail(name, digest, config_digest, media_type, published)
 
 
 def _scope(repository: str) -> str:
