@@ -266,7 +266,7 @@ def test_a_manifest_naming_an_invalid_digest_fails_that_repository_before_any_re
 
 def listing_requests(pushed: PushedRegistry) -> set[str]:
     """What a crawl of the pushed images asks the registry for when no manifest names another, configs aside."""
-    return {"/v2/_catalog?n=1000"} | {
+    return {"/gitlab/v1/", "/v2/_catalog?n=1000"} | {
         path for repo, tags in pushed.tags.items()
         for path in (f"/v2/{repo}/tags/list?n=1000", *(f"/v2/{repo}/manifests/{tag}" for tag in tags))}
 
@@ -317,6 +317,6 @@ def test_a_catalog_name_the_api_does_not_allow_fails_that_repository_without_a_r
     assert listing.errors == (f"{name}: {name!r}: not a repository name the registry API allows, not requested",)
     requested, configs = split_configs(proxy.log)
     assert {path.split("?")[0] for path in requested} == {
-        "/v2/_catalog", "/v2/base/debian/tags/list", *(f"/v2/base/debian/manifests/{tag}"
+        "/gitlab/v1/", "/v2/_catalog", "/v2/base/debian/tags/list", *(f"/v2/base/debian/manifests/{tag}"
                                                        for tag in pushed.tags["base/debian"])}
     assert len(configs) == 1 and configs.pop().startswith("/v2/base/debian/blobs/")
