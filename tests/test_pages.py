@@ -515,3 +515,16 @@ def test_pages_carry_no_script_and_no_style_but_the_one_block_the_csp_allows() -
         assert re.findall(r"<style>(.*?)</style>", text, re.S) == [pages.STYLE]
         assert not [attrs for _, attrs in parsed.tags if "style" in attrs or any(
             key.startswith("on") for key in attrs)]
+
+
+def test_groups_page_from_a_kept_overview_is_the_page_built_afresh() -> None:
+    snapshot, other = _nested(), _snapshot(5)
+    overview = pages.GroupsOverview(snapshot, "/p")
+    for query in ({}, {"depth": "2"}, {"sort": "name"}):
+        fresh = pages.groups_page(snapshot, "/p", "a", query, now=NOW)
+        assert pages.groups_page(snapshot, "/p", "a", query, now=NOW, overview=overview) == fresh
+    # An overview of another snapshot (or prefix) is not used.
+    assert pages.groups_page(other, "/p", "a", {}, now=NOW, overview=overview) == pages.groups_page(
+        other, "/p", "a", {}, now=NOW)
+    assert pages.groups_page(snapshot, "", "a", {}, now=NOW, overview=overview) == pages.groups_page(
+        snapshot, "", "a", {}, now=NOW)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -87,31 +88,37 @@ def _same_origin() -> bool:
     return f"{parts.scheme}://{parts.netloc}".lower() == own
 
 
-class _Overviews:
-    """The dashboard's overview of the current snapshot, built on the first request that needs it.
+View = TypeVar("View")
 
-    Only the latest is kept (a new snapshot replaces it), so memory is one overview; the treemap and the
-    orders are then the same bytes for every person and every poll until the next refresh.
+
+class Overviews(Generic[View]):
+    """What a page shows of the current snapshot whoever looks (``pages.Overview`` for the dashboard,
+    ``pages.GroupsOverview`` for the groups), built on the first request that needs it.
+
+    Only the latest is kept (a new snapshot replaces it), so memory is one overview; its treemaps and orders
+    are then the same bytes for every person and every poll until the next refresh.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, build: Callable[[Snapshot, str], View]) -> None:
+        self._build = build
         self._lock = threading.Lock()
-        self._current: pages.Overview | None = None
+        self._current: tuple[Snapshot, str, View] | None = None
 
-    def get(self, snapshot: Snapshot, base: str) -> pages.Overview:
+    def get(self, snapshot: Snapshot, base: str) -> View:
         with self._lock:
             current = self._current
-            if current is not None and current.snapshot is snapshot and current.base == base:
-                return current
+            if current is not None and current[0] is snapshot and current[1] == base:
+                return current[2]
             # Built under the lock: concurrent first requests after a refresh wait for one build, not do many.
-            current = self._current = pages.Overview(snapshot, base)
-            return current
+            built = self._build(snapshot, base)
+            self._current = (snapshot, base, built)
+            return built
 
 
 def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, check: LoginCheck,
                  clock: Callable[[], float]) -> None:
     """Register ``/``, ``/login`` and ``/logout``."""
-    overviews = _Overviews()
+    overviews = Overviews(pages.Overview)
 
     @app.get("/", endpoint="home", strict_slashes=False)
     def _home() -> Response:

@@ -841,17 +841,57 @@ def _group_crumbs(base: str, name: str | None, last: str | None = None) -> str:
     return '<nav class="crumbs" aria-label="Breadcrumbs">' + " / ".join(parts) + "</nav>"
 
 
+class GroupsOverview:
+    """What the groups page shows of one snapshot whoever looks: per depth asked for, its groups, their treemap
+    and their orders. Built once per snapshot (and ``base``, e.g. by ``browser.Overviews``); a request then only
+    cuts out a page. Racing threads may compute the same entry; both results are equal."""
+
+    def __init__(self, snapshot: Snapshot, base: str) -> None:
+        self.snapshot = snapshot
+        self.base = base
+        self.total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
+        self.deepest = max((_depth(group.name) for group in snapshot.groups), default=1)
+        self._groups: dict[int, list[GroupUsage]] = {}
+        self._treemaps: dict[int, str] = {}
+        self._orders: dict[tuple[int, str], list[GroupUsage]] = {}
+
+    def groups(self, depth: int) -> list[GroupUsage]:
+        """The groups of ``depth`` path segments, by name."""
+        found = self._groups.get(depth)
+        if found is None:
+            found = self._groups[depth] = [group for group in self.snapshot.groups if _depth(group.name) == depth]
+        return found
+
+    def treemap(self, depth: int) -> str:
+        """The groups of ``depth``, each filled with the repositories it covers."""
+        found = self._treemaps.get(depth)
+        if found is None:
+            snapshot = self.snapshot
+            members = {group.name: _disk_sizes(snapshot, _covered(snapshot, group)) for group in self.groups(depth)}
+            tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT)
+            found = self._treemaps[depth] = _treemap(tiles, snapshot, self.base, "", "Disk usage by group")
+        return found
+
+    def order(self, depth: int, sort: str) -> list[GroupUsage]:
+        found = self._orders.get((depth, sort))
+        if found is None:
+            found = self._orders[depth, sort] = sorted_groups(self.groups(depth), sort)
+        return found
+
+
 def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: Mapping[str, str], *,
-                now: float) -> str:
-    """The groups at one depth (top-level by default, ``?depth=N``): totals, a treemap, a sortable table."""
+                now: float, overview: GroupsOverview | None = None) -> str:
+    """The groups at one depth (top-level by default, ``?depth=N``): totals, a treemap, a sortable table.
+    ``overview`` (of ``snapshot``) is what earlier requests already computed."""
     view = GroupQuery.from_args(query)
     path = groups_path(base)
-    api = path + "?view=api"
+    api = _url(path, {"depth": None if view.depth == 1 else str(view.depth), "view": "api"})
     if snapshot is None:
         return _no_data("Groups", base, user, api)
-    total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
-    at_depth = [group for group in snapshot.groups if _depth(group.name) == view.depth]
-    deepest = max((_depth(group.name) for group in snapshot.groups), default=1)
+    if overview is None or overview.snapshot is not snapshot or overview.base != base:
+        overview = GroupsOverview(snapshot, base)
+    total_disk = overview.total_disk
+    at_depth = overview.groups(view.depth)
     covered_disk = sum(group.disk_size for group in at_depth)
     covered_repositories = sum(group.repository_count for group in at_depth)
     heading = "Top-level groups" if view.depth == 1 else f"Groups at depth {view.depth}"
@@ -863,7 +903,7 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
          'id="repository-count"'),
     ])
     depths = []
-    for depth in range(1, min(deepest, MAX_DEPTH) + 1):
+    for depth in range(1, min(overview.deepest, MAX_DEPTH) + 1):
         label = "top level" if depth == 1 else f"depth {depth}"
         if depth == view.depth:
             depths.append(f'<strong aria-current="true">{label}</strong>')
@@ -878,11 +918,9 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
         "<h2>Where the disk goes</h2>",
         '<p class="legend">Each outlined rectangle is a group, sized by its disk size, filled with the repositories '
         "it covers; click a group's name band to open the group, a repository to open it.</p>",
+        f'<div class="picture">{overview.treemap(view.depth)}</div>',
     ]
-    members = {group.name: _disk_sizes(snapshot, _covered(snapshot, group)) for group in at_depth}
-    tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT)
-    body.append(f'<div class="picture">{_treemap(tiles, snapshot, base, "", "Disk usage by group")}</div>')
-    ordered = sorted_groups(at_depth, view.sort)
+    ordered = overview.order(view.depth, view.sort)
     page, pages, first = _window(ordered, view.page)
     shown = ordered[first:first + PAGE_ROWS]
     headers = _sort_links([("name", "Group"), ("disk_size", "Disk size"), ("size", "Size"),
