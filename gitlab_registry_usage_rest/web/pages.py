@@ -13,7 +13,7 @@ import html
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from ..cleanup import CleanupResult, PolicyError, Scope
 from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
@@ -129,25 +129,20 @@ def dashboard_path(base: str) -> str:
 
 
 def groups_path(base: str) -> str:
-    return f"{base}/groups"
+    return hal.groups_path(base)
 
 
 def _group_path(base: str, name: str) -> str:
-    """A group's page: each segment quoted, the slashes between them plain, but before a last segment
-    ``cleanup`` (plain, it would ask for the cleanup simulator of the group above)."""
-    segments = [quote(segment, safe="") for segment in name.split("/")]
-    if len(segments) > 1 and segments[-1] == "cleanup":
-        segments[-2:] = [f"{segments[-2]}%2Fcleanup"]
-    return f"{base}/groups/" + "/".join(segments)
+    return hal.group_path(base, name)
 
 
 def cleanup_path(base: str, group: str | None = None, repository: str | None = None) -> str:
     """The cleanup simulator for the whole registry, a group, or a repository."""
     if repository is not None:
-        return hal.repository_path(base, repository) + "/cleanup"
+        return hal.repository_cleanup_path(base, repository)
     if group is not None:
-        return _group_path(base, group) + "/cleanup"
-    return f"{base}/cleanup"
+        return hal.group_cleanup_path(base, group)
+    return hal.cleanup_path(base)
 
 
 def _page(title: str, base: str, body: str, user: str | None, api_view: str | None = None) -> str:
