@@ -344,10 +344,49 @@ def test_the_index_is_built_once_per_snapshot(monkeypatch: pytest.MonkeyPatch, h
     assert len(built) == 2
 
 
-def test_browser_gets_the_cleanup_answer_as_a_page(client: FlaskClient, auth: dict[str, str]) -> None:
-    response = client.get("/cleanup?keep_n=1", headers={**auth, "Accept": "text/html"})
+HTML = {"Accept": "text/html"}
+
+
+def test_browser_gets_the_simulation_page_with_the_answers_figures(client: FlaskClient,
+                                                                   auth: dict[str, str]) -> None:
+    args = {"keep_n": "1", "older_than": "10d"}
+    response = client.get("/groups/team-a/cleanup?" + urlencode(args), headers={**auth, **HTML})
     assert (response.status_code, response.mimetype) == (200, "text/html")
-    assert "freed_size" in response.data.decode()
+    expected = brute_force(args, in_group("team-a"))
+    section = re.search(r'<section id="cleanup-result"([^>]*)>', response.data.decode())
+    assert section is not None
+    assert f'data-tags-deleted="{expected["tags_deleted"]}"' in section.group(1)
+    assert f'data-freed-size="{expected["freed_size"]}"' in section.group(1)
+
+
+def test_browser_without_a_policy_gets_the_form_alone(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/cleanup", headers={**auth, **HTML})
+    assert response.status_code == 200
+    page = response.data.decode()
+    assert 'id="cleanup-form"' in page and "cleanup-result" not in page
+
+
+def test_browser_gets_a_bad_parameter_as_a_400_page_marking_the_field(client: FlaskClient,
+                                                                      auth: dict[str, str]) -> None:
+    response = client.get("/repositories/team-a%2Fweb/cleanup?keep_n=-1", headers={**auth, **HTML})
+    assert (response.status_code, response.mimetype) == (400, "text/html")
+    assert re.search(r'<input id="keep_n"[^>]*aria-invalid="true"', response.data.decode())
+
+
+def test_browser_api_view_shows_the_json_answer_as_tables(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/cleanup?keep_n=1&view=api", headers={**auth, **HTML})
+    assert (response.status_code, response.mimetype) == (200, "text/html")
+    assert "<th>freed_size</th>" in response.data.decode()
+
+
+def test_browser_page_without_layers_is_a_503_saying_so(holder: SnapshotHolder, client: FlaskClient,
+                                                        auth: dict[str, str]) -> None:
+    snapshot = holder.current()
+    assert snapshot is not None
+    holder.replace(dataclasses.replace(snapshot, layers=None))
+    response = client.get("/cleanup?keep_n=1", headers={**auth, **HTML})
+    assert (response.status_code, response.mimetype) == (503, "text/html")
+    assert "unknown until the next refresh" in response.data.decode()
 
 
 # --- the simulator's input -----------------------------------------------------------------------------------

@@ -328,7 +328,17 @@ def test_group_documents_are_rendered_once_and_revalidated(client: FlaskClient, 
     assert client.get("/groups/team-a", headers=auth).headers["ETag"] != first.headers["ETag"]
 
 
-def test_browser_gets_the_groups_as_a_page(client: FlaskClient, auth: dict[str, str]) -> None:
-    response = client.get("/groups", headers={**auth, "Accept": "text/html"})
+def test_browser_gets_the_groups_page_and_a_groups_page(client: FlaskClient, auth: dict[str, str],
+                                                        disk_sizes: dict[str, int | None]) -> None:
+    response = client.get("/groups?depth=2", headers={**auth, "Accept": "text/html"})
     assert (response.status_code, response.mimetype) == (200, "text/html")
-    assert '<a href="/groups/team-a">' in response.data.decode()
+    assert '<a href="/groups/team-a/tools">' in response.data.decode()
+    page = client.get("/groups/team-a", headers={**auth, "Accept": "text/html"})
+    assert page.status_code == 200
+    assert f'data-disk-size="{expected_figures("team-a", disk_sizes)["disk_size"]}"' in page.data.decode()
+
+
+def test_browser_api_view_shows_the_group_document(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/groups/team-a?view=api", headers={**auth, "Accept": "text/html"})
+    assert response.status_code == 200
+    assert "<th>repository_count</th>" in response.data.decode()

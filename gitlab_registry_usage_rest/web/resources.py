@@ -140,34 +140,52 @@ class _SimulatingResource(_DataResource):
         super().__init__(snapshots, cache, tokens, clock)
         self._simulations = simulations
 
-    def _cleanup(self, snapshot: Snapshot, scope: Scope, path: str, stem: str, title: str) -> Response:
-        """The simulator's answer for ``scope``: JSON, CSV, or the API view in a browser.
+    def _cleanup(self, snapshot: Snapshot | None, scope: Scope, path: str, stem: str, title: str) -> Response:
+        """The simulator's answer for ``scope``: JSON, CSV, the page people read, or the API view in a browser.
 
-        Rendered once per snapshot and policy: ``now`` is the time of the first request that asked, which a
+        Simulated once per snapshot and policy: ``now`` is the time of the first request that asked, which a
         refresh (the data's own age) moves on.
         """
+        csv = export.wants_csv()
+        page = not csv and _page_wanted()
+        now, base, args = self._clock(), request.script_root, request.args
+        if page and snapshot is None:
+            return _retry_later(html_response(
+                pages.cleanup_page(None, None, None, args, base, g.get("user"), now=now, scope=scope), 503))
+        if snapshot is None:
+            return _no_data()
         try:
-            policy = simulations.parse_request(request.args)
+            policy = simulations.parse_request(args)
         except PolicyError as error:
+            if page:
+                return html_response(
+                    pages.cleanup_page(snapshot, None, error, args, base, g.get("user"), now=now, scope=scope), 400)
             response = jsonify({"message": str(error), "parameter": error.parameter})
             response.status_code = 400
             return response
         if not simulations.has_layers(snapshot):
-            response = json_error(503, "This data was read from an older data file: the layers a cleanup frees are "
-                                       "unknown until the next refresh")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        query = simulations.policy_query(request.args)
-        now, base = self._clock(), request.script_root
-        key = ("cleanup", scope, query)
+            message = ("This data was read from an older data file: the layers a cleanup frees are unknown until "
+                       "the next refresh")
+            if page:
+                return _retry_later(html_response(pages.cleanup_page(
+                    snapshot, None, PolicyError("data", message), args, base, g.get("user"), now=now, scope=scope),
+                    503))
+            return _retry_later(json_error(503, message))
+        query = simulations.policy_query(args)
 
         def simulate() -> CleanupResult:
-            return self._simulations.index(snapshot).simulate(policy, now, scope)
+            return self._simulations.result(snapshot, policy, scope, query, now)
 
-        if export.wants_csv():
+        if page:
+            # Nothing asked yet: the form, filled in with GitLab's usual policy.
+            result = simulate() if query else None
+            return html_response(pages.cleanup_page(snapshot, result, None, args, base, g.get("user"), now=now,
+                                                    scope=scope))
+        key = ("cleanup", scope, query)
+        if csv:
             return export.respond_csv(self._cache, snapshot, (key, base), export.CLEANUP_COLUMNS,
                                       lambda: export.cleanup_rows(simulate()), stem)
-        limit = PAGE_SIZE if wants_html() else None
+        limit = PAGE_SIZE if wants_html() else None  # the API view in a browser lists a page, as elsewhere
         options = hal.Options(base=base, page_size=limit)
         return respond(self._cache, snapshot, key, options,
                        lambda: simulations.cleanup_document(snapshot, simulate(), path, query, base, limit), title)
@@ -178,10 +196,8 @@ class Cleanup(_SimulatingResource):
 
     @_token_required
     def get(self) -> Response:
-        snapshot = self._snapshots.current()
-        if snapshot is None:
-            return _no_data()
-        return self._cleanup(snapshot, Scope(), hal.cleanup_path(request.script_root), "cleanup", "Cleanup")
+        return self._cleanup(self._snapshots.current(), Scope(), hal.cleanup_path(request.script_root), "cleanup",
+                             "Cleanup")
 
 
 class Groups(_DataResource):
@@ -189,14 +205,18 @@ class Groups(_DataResource):
 
     @_token_required
     def get(self) -> Response:
-        snapshot, depth = self._snapshots.current(), hal.parse_depth(request.args)
+        snapshot = self._snapshots.current()
         if export.wants_csv():
+            depth = hal.parse_depth(request.args)
             window = hal.parse_window(request.args, prefix_allowed=False, sort_keys=hal.GROUP_SORT_KEYS)
             return export.respond_csv(
                 self._cache, snapshot, ("groups", depth, window), export.GROUP_COLUMNS,
                 lambda: [] if snapshot is None else export.group_rows(hal.select_groups(snapshot, depth, window)),
                 "groups" if depth == 1 else f"groups-depth-{depth}")
-        options = _options(sort_keys=hal.GROUP_SORT_KEYS)
+        if _page_wanted():
+            return html_response(pages.groups_page(snapshot, request.script_root, g.get("user"), request.args,
+                                                   now=self._clock()))
+        depth, options = hal.parse_depth(request.args), _options(sort_keys=hal.GROUP_SORT_KEYS)
         return respond(self._cache, snapshot, ("groups", depth), options,
                        lambda: hal.groups_document(snapshot, options, depth), "Groups")
 
@@ -222,15 +242,26 @@ class GroupPath(_SimulatingResource):
         if target.cleanup:
             return self._cleanup(snapshot, Scope(group=group.name), hal.group_cleanup_path(base, group.name),
                                  f"cleanup-{group.name}", f"{group.name} : cleanup")
+        if _page_wanted():
+            return html_response(pages.group_page(snapshot, group, base, g.get("user"), request.args,
+                                                  now=self._clock()))
         options = _options(sort_keys=hal.GROUP_SORT_KEYS)
         return respond(self._cache, snapshot, ("group", group.name), options,
                        lambda: hal.group_document(snapshot, group, options), group.name)
 
 
-def _no_data() -> Response:
-    response = json_error(503, "No registry data has been collected yet; try again shortly")
+def _page_wanted() -> bool:
+    """A browser asking for the page people read, not the API view (``?view=api``)."""
+    return wants_html() and request.args.get("view") != "api"
+
+
+def _retry_later(response: Response) -> Response:
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def _no_data() -> Response:
+    return _retry_later(json_error(503, "No registry data has been collected yet; try again shortly"))
 
 
 class RepositoryPath(_SimulatingResource):

@@ -1,17 +1,19 @@
 """The cleanup-policy simulator behind ``/cleanup``, ``/groups/<path>/cleanup`` and ``/repositories/<name>/cleanup``.
 
 ``Simulations`` keeps the ``CleanupIndex`` of the current snapshot (built on the first request that needs it, once,
-and replaced with the snapshot), so a request costs one simulation: linear in the (tag, layer) pairs in scope.
-``cleanup_document`` is the answer as HAL. Both are pure but for the lock.
+and replaced with the snapshot), so a request costs one simulation: linear in the (tag, layer) pairs in scope. It
+also keeps the last few results, so that the JSON, the CSV and each page of the HTML view of one policy share one
+simulation. ``cleanup_document`` is the answer as HAL.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from ..cleanup import CleanupIndex, CleanupResult, Policy, PolicyError, cleanup_input, parse_policy
+from ..cleanup import CleanupIndex, CleanupResult, Policy, PolicyError, Scope, cleanup_input, parse_policy
 from ..model import Snapshot
 from . import hal
 
@@ -20,6 +22,9 @@ POLICY_PARAMETERS = ("keep_n", "older_than", "name_regex", "name_regex_keep")
 # Scope comes from the path; these would be read by ``cleanup.parse_scope``, and are refused rather than ignored,
 # so that nobody believes a cleanup of the whole registry was scoped.
 _SCOPE_PARAMETERS = ("group", "repository")
+# Results kept per snapshot: a whole-registry result holds a reference per deleted tag, so only a few.
+MAX_RESULTS = 16
+Query = tuple[tuple[str, str], ...]
 
 
 class Simulations:
@@ -28,6 +33,7 @@ class Simulations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._current: tuple[Snapshot, CleanupIndex] | None = None
+        self._results: OrderedDict[tuple[Scope, Query], CleanupResult] = OrderedDict()
 
     def index(self, snapshot: Snapshot) -> CleanupIndex:
         """``snapshot``'s index; ``ValueError`` if it has no layer table (see ``has_layers``)."""
@@ -38,7 +44,26 @@ class Simulations:
             # Built under the lock: concurrent first requests after a refresh wait for one build, not do many.
             index = CleanupIndex(cleanup_input(snapshot))
             self._current = (snapshot, index)
+            self._results.clear()
             return index
+
+    def result(self, snapshot: Snapshot, policy: Policy, scope: Scope, query: Query, now: float) -> CleanupResult:
+        """What ``policy`` (``query``: its parameters as written, ``policy_query``) deletes in ``scope``; simulated
+        at ``now`` on the first request for it in this snapshot, then kept while the snapshot is served."""
+        index = self.index(snapshot)
+        key = (scope, query)
+        with self._lock:
+            known = self._results.get(key) if self._current is not None and self._current[1] is index else None
+            if known is not None:
+                self._results.move_to_end(key)
+                return known
+        result = index.simulate(policy, now, scope)
+        with self._lock:
+            if self._current is not None and self._current[1] is index:
+                self._results[key] = result
+                while len(self._results) > MAX_RESULTS:
+                    self._results.popitem(last=False)
+        return result
 
 
 def has_layers(snapshot: Snapshot) -> bool:
@@ -54,12 +79,12 @@ def parse_request(args: Mapping[str, str]) -> Policy:
     return parse_policy(args)
 
 
-def policy_query(args: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def policy_query(args: Mapping[str, str]) -> Query:
     """The policy parameters given, as written, in a fixed order: the self link's query and the cache key."""
     return tuple((name, args[name]) for name in POLICY_PARAMETERS if name in args)
 
 
-def cleanup_document(snapshot: Snapshot, result: CleanupResult, path: str, query: tuple[tuple[str, str], ...],
+def cleanup_document(snapshot: Snapshot, result: CleanupResult, path: str, query: Query,
                      base: str, limit: int | None = None) -> hal.Document:
     """The simulator's answer: the policy as understood, the scope, the totals and one item per affected repository
     (largest ``freed_size`` first). ``limit`` cuts the items and each item's tag list, for pages people read."""
