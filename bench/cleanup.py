@@ -1,4 +1,5 @@
-"""The cleanup-policy simulator on 100,000 tags: the per-snapshot index, then one policy, three scopes, two patterns.
+"""The cleanup-policy simulator on 100,000 tags: the per-snapshot index, then one policy, three scopes, two patterns;
+then ``GET /cleanup`` through the Flask app.
 
     python3 -m bench.cleanup [--repositories 10000] [--tags 10] [--runs 3]
 
@@ -12,12 +13,20 @@ per-request implementation: count every layer's references across the whole regi
 repository's tags again. The hostile row runs ``name_regex=(.*){1000}`` (a backtracking engine would never
 finish) on the whole registry; the plain row beside it runs ``.+``, which, unlike the default ``.*``, RE2
 matches (no shortcut).
+
+The last table sends requests through the whole app (Flask's test client: routing, token check, rendering, the
+render cache and the response replay, no sockets) on the same registry as a snapshot: the first
+``/cleanup?keep_n=5&older_than=30d`` after a refresh (building the index included), a second, different policy,
+the first again (a cache hit), and the first as CSV (its simulation reused). Each is the best of --runs fresh apps.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import datetime
 import random
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -35,6 +44,11 @@ from gitlab_registry_usage_rest.cleanup import (
     parse_policy,
     parse_scope,
 )
+from gitlab_registry_usage_rest.config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing, Snapshot
+from gitlab_registry_usage_rest.sizes import build_snapshot
+from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web.app import create_app
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -86,6 +100,57 @@ def naive(data: CleanupInput, policy: Policy, now: float, scope: Scope) -> tuple
         gone.extend(set(tag.layers) for tag in tags)
     counted = Counter(chain.from_iterable(gone))
     return len(gone), sum(data.layer_sizes[layer] for layer, n in counted.items() if n == references[layer])
+
+
+def as_snapshot(data: CleanupInput) -> Snapshot:
+    """The same registry as the service holds it: a listing with a digest per layer id, frozen into a snapshot."""
+    listing = Listing(tuple(
+        RepositoryListing(repo.name, tuple(ImageListing(tag.name, tuple(f"sha256:{layer:064x}" for layer in tag.layers),
+                                                        created=tag.created) for tag in repo.tags))
+        for repo in data.repositories), {f"sha256:{layer:064x}": size for layer, size in enumerate(data.layer_sizes)})
+    return build_snapshot(listing, NOW - 3600)
+
+
+class Everyone:
+    """A directory that lets the benchmark in."""
+
+    def authenticate(self, username: str, password: str) -> bool:
+        return True
+
+
+def through_the_app(snapshot: Snapshot, data: CleanupInput, runs: int) -> None:
+    """``GET /cleanup`` as a client sends it, on fresh apps (nothing built yet), best of ``runs``."""
+    config = Config(general=GeneralConfig(data_file=None), ldap=LdapConfig(),
+                    jwt=JwtConfig(secret_key=secrets.token_urlsafe(48), auth_token_expires=datetime.timedelta(hours=1)),
+                    registry=RegistryConfig())
+    first, second = "/cleanup?keep_n=5&older_than=30d", "/cleanup?keep_n=3&older_than=60d"
+    steps = [("first request (index built)", first, {}), ("second, different policy", second, {}),
+             ("first again (cached)", first, {}), ("first as CSV (simulation kept)", first, {"Accept": "text/csv"})]
+    timings: dict[str, list[float]] = {label: [] for label, _, _ in steps}
+    sizes: dict[str, int] = {}
+    for _ in range(runs):
+        client = create_app(config, SnapshotHolder(snapshot), Everyone(), clock=lambda: NOW).test_client()
+        basic = base64.b64encode(b"bench:bench").decode()
+        token = client.get("/auth_token", headers={"Authorization": f"Basic {basic}"}).get_json()["auth_token"]
+        for label, url, extra in steps:
+            started = time.perf_counter()
+            response = client.get(url, headers={"Authorization": f"Bearer {token}", **extra})
+            timings[label].append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"{url}: {response.status_code} {response.data[:200]!r}")
+            sizes[label] = len(response.data)
+            if label.startswith("first request"):
+                body = response.get_json()
+                policy = parse_policy({"keep_n": "5", "older_than": "30d"})
+                if naive(data, policy, NOW, Scope()) != (body["tags_deleted"], body["freed_size"]):
+                    raise SystemExit("the app's answer disagrees with the naive implementation")
+                answer = body
+    print(f"\nGET through the Flask app (test client), {answer['tags_in_scope']} tags; keep_n=5&older_than=30d deletes "
+          f"{answer['tags_deleted']} and frees {answer['freed_size']:,} bytes; best of {runs}")
+    print(f"{'request':<72} {'ms':>9} {'bytes':>11}")
+    for label, url, extra in steps:
+        shown = f"{label}: {url.removeprefix('/cleanup')}" + (" (Accept: text/csv)" if extra else "")
+        print(f"{shown:<72} {min(timings[label]) * 1000:>9.1f} {sizes[label]:>11,}")
 
 
 def best(runs: int, work: Callable[[], object]) -> float:
@@ -140,6 +205,10 @@ def main() -> None:
             raise SystemExit(f"{label}: the naive implementation disagrees")
         print(f"{label[:50]:<50} {answer.tags_in_scope:>7} {answer.tags_deleted:>7} {answer.freed_size:>15,} "
               f"{ours * 1000:>8.2f} {slow * 1000:>8.1f} {slow / ours:>9.0f}x")
+    started = time.perf_counter()
+    snapshot = as_snapshot(data)
+    print(f"\n(the snapshot for the app: build_snapshot of the same registry, {time.perf_counter() - started:.1f} s)")
+    through_the_app(snapshot, data, options.runs)
 
 
 if __name__ == "__main__":
