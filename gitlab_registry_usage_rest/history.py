@@ -1,0 +1,512 @@
+"""The history file: the registry's figures over time, in SQLite (Python's ``sqlite3``, no server).
+
+After each successful refresh the refresh thread records, in one transaction, a row of registry totals
+and a point for each repository and group whose figures (``size``, ``disk_size``, ``unique_size``,
+``tag_count``) changed since its last point; a repository or group that is gone gets a closing point (all
+figures NULL). A repository whose tags could not be read is skipped: its last figures stay in force. The
+last figures of every series are kept in memory (loaded at open), so an unchanged registry of 100,000
+repositories costs one totals row and a pass over the snapshot.
+
+Two tiers keep a year of daily changes of 100,000 repositories under a gigabyte:
+
+- ``points``: plain rows of the last ``history_full_days`` (every refresh's changes), queried in SQL;
+- ``archive``: older points, the last of each UTC day, packed per series and 32-day block into one
+  compressed row (columns of deltas, byte planes, zlib: about 12 bytes a point instead of about 40);
+  ``base`` copies each series' newest archived point, so any moment since the plain tier's start is
+  answered by plain rows alone.
+
+Retention runs in the same transaction: points older than ``history_full_days`` move to the archive,
+totals rows thin to one a day, and archive blocks wholly older than ``history_days`` go, except the block
+holding a series' last point before that horizon (the figures in force when the kept history starts).
+Blocks are freed whole, so up to 32 days more than ``history_days`` may be kept.
+
+The file is in WAL mode: request threads read through connections of their own (read-only), which never
+wait for the writer. It is created with mode 0600 in folders created with 0700, as the data file is. A
+file that is not a readable history file is moved aside (``history.sqlite3.unreadable-<time>``) and a new
+one started; a write that fails (full disk, locked file) is logged and rolled back. None of it stops the
+service, which keeps serving the new snapshot.
+
+Schema versions (``PRAGMA user_version``), migrated in code at open: 1 kept every point in ``points``;
+2 adds the archive, ``base`` and ``meta`` (the next write moves version 1's older points into the archive).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .growth import DAY_MS, Point, closing, thin_daily, utc_day
+from .model import Snapshot
+from .persistence import _make_private_folders
+
+log = logging.getLogger(__name__)
+
+REPOSITORY, GROUP = 0, 1
+BLOCK_DAYS = 32
+SCHEMA_VERSION = 2
+
+MIGRATIONS: tuple[str, ...] = (
+    # Version 1: totals, series names, every point.
+    """
+    CREATE TABLE totals (
+        timestamp INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL, disk_size INTEGER NOT NULL,
+        repository_count INTEGER NOT NULL, tag_count INTEGER NOT NULL);
+    CREATE TABLE series (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name));
+    CREATE TABLE points (
+        series INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+        size INTEGER, disk_size INTEGER, unique_size INTEGER, tag_count INTEGER,
+        PRIMARY KEY (series, timestamp)) WITHOUT ROWID;
+    CREATE INDEX points_by_time ON points (timestamp);
+    """,
+    # Version 2: the daily archive in packed blocks, each series' newest archived point, and settings.
+    """
+    CREATE TABLE archive (
+        series INTEGER NOT NULL, block INTEGER NOT NULL,
+        first INTEGER NOT NULL, last INTEGER NOT NULL, last_gone INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (series, block)) WITHOUT ROWID;
+    CREATE INDEX archive_by_block ON archive (block);
+    CREATE TABLE base (
+        series INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL,
+        size INTEGER, disk_size INTEGER, unique_size INTEGER, tag_count INTEGER);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
+    """,
+)
+_TABLES = {1: {"totals", "series", "points"}, 2: {"totals", "series", "points", "archive", "base", "meta"}}
+# SQLite's answers for a file that is not a database, or a damaged one: moved aside, a new one started.
+_UNREADABLE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
+Figures = tuple[int, int, int | None, int]  # size, disk_size, unique_size, tag_count
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The registry's totals at one refresh (``timestamp`` in ms)."""
+
+    timestamp: int
+    size: int
+    disk_size: int
+    repository_count: int
+    tag_count: int
+
+
+class HistoryFileError(Exception):
+    """The file is not a history file this version can use."""
+
+
+def encode_block(points: Sequence[Point]) -> bytes:
+    """Points (in time order) as a packed archive block: each column as deltas of 64-bit integers (NULL as
+    -1, sizes are never negative), the bytes regrouped by significance (the high bytes of small deltas are
+    zeros, which compress to nothing), deflated."""
+    raw = array("q")
+    for column in zip(*points, strict=True):
+        values = [-1 if value is None else value for value in column]
+        raw.extend([values[0], *(after - before for before, after in itertools.pairwise(values))])
+    if sys.byteorder == "big":
+        raw.byteswap()  # the file's byte order is little-endian everywhere
+    data = raw.tobytes()
+    return zlib.compress(b"".join(data[plane::8] for plane in range(8)), 6)
+
+
+def decode_block(blob: bytes) -> list[Point]:
+    """The points of a packed archive block."""
+    planes = zlib.decompress(blob)
+    count = len(planes) // 8
+    data = bytearray(len(planes))
+    for plane in range(8):
+        data[plane::8] = planes[plane * count:(plane + 1) * count]
+    raw = array("q")
+    raw.frombytes(bytes(data))
+    if sys.byteorder == "big":
+        raw.byteswap()
+    length = count // 5
+    columns = [list(itertools.accumulate(raw[column * length:(column + 1) * length])) for column in range(5)]
+    return [
+        Point(timestamp, None if size < 0 else size, None if disk < 0 else disk, None if unique < 0 else unique,
+              None if tags < 0 else tags)
+        for timestamp, size, disk, unique, tags in zip(*columns, strict=True)
+    ]
+
+
+def _block(timestamp: int) -> int:
+    return utc_day(timestamp) // BLOCK_DAYS
+
+
+def _point(row: Sequence[int | None]) -> Point:
+    timestamp, size, disk, unique, tags = row
+    assert timestamp is not None
+    return Point(timestamp, size, disk, unique, tags)
+
+
+class History:
+    """The history file: written by the refresh thread (``record``), read by request threads."""
+
+    def __init__(self, path: str, full_days: int = 7, days: int = 400, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.full_days, self.days = full_days, days
+        self._busy_timeout = busy_timeout
+        self._writer: sqlite3.Connection | None = None
+        self._readers = threading.local()
+        # Bumped whenever the file is replaced: readers reopen instead of reading the file moved aside.
+        self._generation = 0
+        self._ids: dict[tuple[int, str], int] = {}
+        self._last: dict[int, Figures] = {}  # series id -> its figures in force (absent: none or gone)
+        self._latest: int | None = None  # the newest totals timestamp
+        self._open()
+
+    # ---- writing (the refresh thread)
+
+    def _open(self) -> None:
+        """Open (creating or migrating) the file; one that cannot be read as a history file is moved aside."""
+        for attempt in (1, 2):
+            try:
+                self._writer = self._connect()
+                return
+            except (sqlite3.DatabaseError, HistoryFileError) as error:
+                self._close_writer()
+                name = getattr(error, "sqlite_errorname", None)
+                if attempt == 2 or not (isinstance(error, HistoryFileError) or name in _UNREADABLE):
+                    log.error("history file %s cannot be used, no history is recorded: %s", self.path, error)
+                    return
+                self._move_aside(error)
+            except OSError as error:
+                self._close_writer()
+                log.error("history file %s cannot be opened, no history is recorded: %s", self.path, error)
+                return
+
+    def _connect(self) -> sqlite3.Connection:
+        _make_private_folders(self.path.parent)
+        # Created here, not by SQLite, so that its mode is 0600 whatever the umask.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise HistoryFileError(f"journal mode {mode!r}, not WAL")
+            # With WAL, a power cut may lose the last commits but never consistency; a killed process loses nothing.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(connection)
+            self._load(connection)
+        except BaseException:
+            connection.close()
+            raise
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chmod(f"{self.path}{suffix}", 0o600)
+            except FileNotFoundError:
+                continue
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version}, this version reads up to {SCHEMA_VERSION}")
+        if version == 0 and tables:
+            raise HistoryFileError(f"not a history file (tables {', '.join(sorted(tables))[:200]})")
+        if version and not _TABLES[version] <= tables:
+            raise HistoryFileError(f"schema version {version} without its tables")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {number}")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            if version:
+                log.info("history file %s migrated to schema version %d", self.path, number)
+
+    def _load(self, connection: sqlite3.Connection) -> None:
+        """The series' ids and the figures in force: the newest plain point, else the newest archived one."""
+        self._ids = {(kind, name): number for number, kind, name in connection.execute(
+            "SELECT id, kind, name FROM series")}
+        last: dict[int, Figures | None] = {}
+        for series, size, disk, unique, tags in connection.execute("SELECT series, size, disk_size, unique_size, "
+                                                                   "tag_count FROM base"):
+            last[series] = None if size is None else (size, disk, unique, tags)
+        for series, size, disk, unique, tags, _ in connection.execute(
+                "SELECT series, size, disk_size, unique_size, tag_count, MAX(timestamp) FROM points GROUP BY series"):
+            last[series] = None if size is None else (size, disk, unique, tags)
+        self._last = {series: figures for series, figures in last.items() if figures is not None}
+        self._latest = connection.execute("SELECT MAX(timestamp) FROM totals").fetchone()[0]
+
+    def _move_aside(self, error: Exception) -> None:
+        stem = f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+        aside, number = self.path.with_name(stem), 1
+        while aside.exists():
+            aside, number = self.path.with_name(f"{stem}.{number}"), number + 1
+        try:
+            os.replace(self.path, aside)
+        except OSError as move_error:
+            log.error("history file %s is unreadable (%s) and could not be moved aside: %s", self.path, error,
+                      move_error)
+            raise
+        for suffix in ("-wal", "-shm"):
+            # The journal belongs to the file moved aside; a new file must not replay it.
+            try:
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                continue
+        self._generation += 1
+        log.warning("history file %s is unreadable, moved to %s; a new one is started: %s", self.path, aside, error)
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> None:
+        self._close_writer()
+
+    def record(self, snapshot: Snapshot, _retry: bool = True) -> bool:
+        """Record ``snapshot``'s figures where they changed, then apply retention, in one transaction;
+        ``False`` if nothing was written (a failure is logged, the file keeps its last state)."""
+        timestamp = round(snapshot.timestamp * 1000)
+        if self._writer is None:
+            self._open()  # a file that could not be opened may be back (a disk remounted, a lock released)
+        if self._writer is None:
+            return False
+        if self._latest is not None and timestamp <= self._latest:
+            log.info("history already has data of %s or later; not recorded again",
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp / 1000)))
+            return False
+        started = time.monotonic()
+        try:
+            changes = self._write(self._writer, snapshot, timestamp)
+        except sqlite3.Error as error:
+            if getattr(error, "sqlite_errorname", None) in _UNREADABLE:
+                self._close_writer()
+                try:
+                    self._move_aside(error)
+                except OSError:
+                    return False
+                self._open()
+                return _retry and self.record(snapshot, _retry=False)  # into the new file
+            else:
+                log.error("could not write the history file %s, the data is served without it: %s", self.path, error)
+            return False
+        log.info("history: %d changed series recorded in %.2fs", changes, time.monotonic() - started)
+        return True
+
+    def _write(self, connection: sqlite3.Connection, snapshot: Snapshot, timestamp: int) -> int:
+        ids, last = self._ids, self._last
+        new_ids: dict[tuple[int, str], int] = {}
+        new_last: dict[int, Figures] = {}
+        present: set[int] = set()
+        rows: list[tuple[int, int, int | None, int | None, int | None, int | None]] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            size = disk = tags = 0
+
+            def series_id(key: tuple[int, str]) -> int:
+                number = ids.get(key) or new_ids.get(key)
+                if number is None:
+                    cursor = connection.execute("INSERT INTO series (kind, name) VALUES (?, ?)", key)
+                    assert cursor.lastrowid is not None
+                    number = new_ids[key] = cursor.lastrowid
+                return number
+
+            def observe(key: tuple[int, str], figures: Figures | None) -> None:
+                number = ids.get(key)
+                if figures is None:  # unreadable: whatever it had stays in force
+                    if number is not None:
+                        present.add(number)
+                    return
+                number = series_id(key)
+                present.add(number)
+                if last.get(number) != figures:
+                    new_last[number] = figures
+                    rows.append((number, timestamp, *figures))
+
+            for repository in snapshot.repositories:
+                repo_tags = len(repository.tags or ())
+                tags += repo_tags
+                if repository.size is None or repository.disk_size is None:
+                    observe((REPOSITORY, repository.name), None)
+                    continue
+                size += repository.size
+                disk += repository.disk_size
+                observe((REPOSITORY, repository.name),
+                        (repository.size, repository.disk_size, repository.unique_size, repo_tags))
+            for group in snapshot.groups:
+                observe((GROUP, group.name), (group.size, group.disk_size, group.unique_size, group.tag_count))
+            gone = [number for number in last if number not in present]
+            rows.extend((number, *closing(timestamp)) for number in gone)
+            connection.execute("INSERT INTO totals VALUES (?, ?, ?, ?, ?)",
+                               (timestamp, size, disk, len(snapshot.repositories), tags))
+            connection.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._retain(connection, timestamp)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        ids.update(new_ids)
+        last.update(new_last)
+        for number in gone:
+            del last[number]
+        self._latest = timestamp
+        return len(rows)
+
+    def _retain(self, connection: sqlite3.Connection, now: int) -> None:
+        """Move points older than ``full_days`` into the archive, thin the totals, free old blocks."""
+        cutoff, horizon = now - self.full_days * DAY_MS, now - self.days * DAY_MS
+        moving = connection.execute(
+            "SELECT series, timestamp, size, disk_size, unique_size, tag_count FROM points WHERE timestamp < ? "
+            "ORDER BY series, timestamp", (cutoff,)).fetchall()
+        for series, rows in itertools.groupby(moving, key=lambda row: row[0]):
+            points = [_point(row[1:]) for row in rows]
+            for block, in_block in itertools.groupby(points, key=lambda point: _block(point.timestamp)):
+                self._archive(connection, series, block, in_block)
+            newest = points[-1]
+            if newest.gone:
+                connection.execute("DELETE FROM base WHERE series = ?", (series,))
+            else:
+                connection.execute("INSERT OR REPLACE INTO base VALUES (?, ?, ?, ?, ?, ?)", (series, *newest))
+        if moving:
+            connection.execute("DELETE FROM points WHERE timestamp < ?", (cutoff,))
+        connection.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (cutoff,))
+        connection.execute(
+            "DELETE FROM totals WHERE timestamp < ? AND timestamp NOT IN "
+            "(SELECT MAX(timestamp) FROM totals WHERE timestamp < ? GROUP BY timestamp / ?)", (cutoff, cutoff, DAY_MS))
+        connection.execute("DELETE FROM totals WHERE timestamp < ?", (horizon,))
+        horizon_block, horizon_day = _block(horizon), utc_day(horizon)
+        pruned = connection.execute("SELECT value FROM meta WHERE key = 'pruned_day'").fetchone()
+        if pruned is not None and pruned[0] >= horizon_day:
+            return
+        # Once a day: free the blocks no query can need any more (each series keeps the newest one holding a
+        # point before the horizon: the figures in force when the kept history starts).
+        connection.execute(
+            "DELETE FROM archive WHERE block < ? AND block < (SELECT MAX(newer.block) FROM archive AS newer "
+            "WHERE newer.series = archive.series AND newer.first < ?)", (horizon_block, horizon))
+        connection.execute(
+            "DELETE FROM archive WHERE series IN (SELECT series FROM archive AS closed WHERE block < ? AND last_gone "
+            "AND NOT EXISTS (SELECT 1 FROM archive AS newer WHERE newer.series = closed.series "
+            "AND newer.block > closed.block))", (horizon_block,))
+        unused = [row[0] for row in connection.execute(
+            "SELECT id FROM series WHERE NOT EXISTS (SELECT 1 FROM points WHERE series = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM archive WHERE series = series.id) "
+            "AND NOT EXISTS (SELECT 1 FROM base WHERE series = series.id)")]
+        connection.executemany("DELETE FROM series WHERE id = ?", ((number,) for number in unused))
+        if unused:
+            removed = set(unused)
+            self._ids = {key: number for key, number in self._ids.items() if number not in removed}
+        connection.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_day', ?)", (horizon_day,))
+
+    def _archive(self, connection: sqlite3.Connection, series: int, block: int, points: Iterable[Point]) -> None:
+        row = connection.execute("SELECT data FROM archive WHERE series = ? AND block = ?", (series, block)).fetchone()
+        merged = {point.timestamp: point for point in (decode_block(row[0]) if row else ())}
+        merged.update((point.timestamp, point) for point in points)
+        kept = thin_daily(merged[key] for key in sorted(merged))
+        connection.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)",
+                           (series, block, kept[0].timestamp, kept[-1].timestamp, kept[-1].gone, encode_block(kept)))
+
+    # ---- reading (request threads, each on a read-only connection of its own)
+
+    def _reader(self) -> sqlite3.Connection:
+        readers = self._readers
+        connection: sqlite3.Connection | None = getattr(readers, "connection", None)
+        if connection is not None and readers.generation == self._generation:
+            return connection
+        if connection is not None:
+            connection.close()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=1.0)
+        readers.connection, readers.generation = connection, self._generation
+        return connection
+
+    @property
+    def available(self) -> bool:
+        """Whether the file is open (a file that could not be opened or replaced records nothing)."""
+        return self._writer is not None
+
+    def totals(self, since: int, until: int) -> list[Totals]:
+        """The registry's totals recorded from ``since`` to ``until`` (ms, inclusive)."""
+        rows = self._reader().execute(
+            "SELECT timestamp, size, disk_size, repository_count, tag_count FROM totals "
+            "WHERE timestamp BETWEEN ? AND ? ORDER BY timestamp", (since, until))
+        return [Totals(*row) for row in rows]
+
+    def series(self, kind: int, name: str, since: int, until: int) -> list[Point]:
+        """One repository's or group's points from ``since`` to ``until`` (ms, inclusive), preceded by the last
+        point before ``since`` where there is one (the figures in force when the window starts)."""
+        connection = self._reader()
+        found = connection.execute("SELECT id FROM series WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+        if found is None:
+            return []
+        number = found[0]
+        merged: dict[int, Point] = {}
+        for (data,) in connection.execute("SELECT data FROM archive WHERE series = ? AND first <= ? AND block >= "
+                                          "(SELECT IFNULL(MAX(block), 0) FROM archive WHERE series = ? AND first < ?)",
+                                          (number, until, number, since)):
+            merged.update((point.timestamp, point) for point in decode_block(data))
+        for row in connection.execute("SELECT timestamp, size, disk_size, unique_size, tag_count FROM base "
+                                      "WHERE series = ? UNION ALL "
+                                      "SELECT timestamp, size, disk_size, unique_size, tag_count FROM points "
+                                      "WHERE series = ? AND timestamp <= ?", (number, number, until)):
+            merged[row[0]] = _point(row)
+        ordered = [merged[key] for key in sorted(merged) if key <= until]
+        before = [point for point in ordered if point.timestamp < since]
+        return before[-1:] + [point for point in ordered if point.timestamp >= since]
+
+    def disk_sizes_at(self, kind: int, moment: int) -> dict[str, int]:
+        """Every repository's (or group's) disk size in force at ``moment`` (ms); absent: none then, or gone."""
+        connection = self._reader()
+        names = dict(connection.execute("SELECT id, name FROM series WHERE kind = ?", (kind,)))
+        compacted = connection.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()
+        found: dict[int, int | None] = {}
+        if compacted is None or moment >= compacted[0]:
+            # The plain tier covers the moment: its newest point not after it, else the newest archived one.
+            for series, disk in connection.execute("SELECT series, disk_size FROM base"):
+                found[series] = disk
+            for series, disk, _ in connection.execute(
+                    "SELECT series, disk_size, MAX(timestamp) FROM points WHERE timestamp <= ? GROUP BY series",
+                    (moment,)):
+                found[series] = disk
+        else:
+            block = _block(moment)
+            for series, data in connection.execute(
+                    "SELECT series.id, (SELECT data FROM archive WHERE archive.series = series.id AND block <= ? "
+                    "AND first <= ? ORDER BY block DESC LIMIT 1) FROM series WHERE kind = ?", (block, moment, kind)):
+                if data is not None:
+                    point = _latest(decode_block(data), moment)
+                    found[series] = None if point is None else point.disk_size
+        return {names[series]: disk for series, disk in found.items() if disk is not None and series in names}
+
+
+def _latest(points: Sequence[Point], moment: int) -> Point | None:
+    latest = None
+    for point in points:
+        if point.timestamp > moment:
+            break
+        latest = point
+    return latest
+
+
+def recorder(*callbacks: Callable[[Snapshot], object]) -> Callable[[Snapshot], None]:
+    """One ``on_snapshot`` callback that runs each of ``callbacks`` in turn (the data file, the history), each
+    whatever the others did."""
+
+    def record(snapshot: Snapshot) -> None:
+        for callback in callbacks:
+            try:
+                callback(snapshot)
+            except Exception:  # one keeper's failure must not cost the others their write
+                log.exception("could not keep the new data with %r", callback)
+
+    return record
