@@ -154,8 +154,11 @@ class _SimulatingResource(_DataResource):
                 pages.cleanup_page(None, None, None, args, base, g.get("user"), now=now, scope=scope), 503))
         if snapshot is None:
             return _no_data()
+        # The page's form sends all four fields: one left empty there means no such rule (the API refuses it).
+        asked = {name: value for name, value in args.items() if value or name not in simulations.POLICY_PARAMETERS} \
+            if page else args
         try:
-            policy = simulations.parse_request(args)
+            policy = simulations.parse_request(asked)
         except PolicyError as error:
             if page:
                 return html_response(
@@ -171,14 +174,14 @@ class _SimulatingResource(_DataResource):
                     snapshot, None, PolicyError("data", message), args, base, g.get("user"), now=now, scope=scope),
                     503))
             return _retry_later(json_error(503, message))
-        query = simulations.policy_query(args)
+        query = simulations.policy_query(asked)
 
         def simulate() -> CleanupResult:
             return self._simulations.result(snapshot, policy, scope, query, now)
 
         if page:
             # Nothing asked yet: the form, filled in with GitLab's usual policy.
-            result = simulate() if query else None
+            result = simulate() if any(name in args for name in simulations.POLICY_PARAMETERS) else None
             return html_response(pages.cleanup_page(snapshot, result, None, args, base, g.get("user"), now=now,
                                                     scope=scope))
         key = ("cleanup", scope, query)
