@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.support.browser import screenshot
 from tests.support.distribution import DistributionRegistry
+from tests.support.expected import Expected, Policy
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.pushed import PushedRegistry, expected_figures
 from tests.support.service import ServiceProcess, service_config
@@ -236,3 +237,137 @@ def test_over_https_the_login_cookie_is_secure_and_the_pages_work(
             assert _tags_on_page(page) == set(pushed.tags["base/debian"])
         finally:
             context.close()
+
+
+def _expected(pushed: PushedRegistry) -> Expected:
+    # The session's images carry no creation time in their configs.
+    return Expected(pushed, {(repo, tag): None for repo, tags in pushed.tags.items() for tag in tags})
+
+
+def _rows(page: Page, selector: str, key: str, value: str) -> dict[str, str]:
+    rows = page.locator(selector)
+    return {str(rows.nth(i).get_attribute(key)): str(rows.nth(i).get_attribute(value)) for i in range(rows.count())}
+
+
+def test_clicking_a_group_in_the_treemap_opens_its_page_with_the_pushed_figures(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry, tmp_path: Path
+) -> None:
+    expected = _expected(pushed)
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.wait_for_selector("#totals")
+    # The tooltip of the group's band says what deleting the group frees.
+    band = page.locator('svg.treemap rect.band[data-group="group"]')
+    figures = expected.group("group")
+    assert "deleting the group frees" in str(band.locator("title").text_content())
+    assert f"({figures['unique_size']:,} bytes)" in str(band.locator("title").text_content())
+    band.click()
+    page.wait_for_selector("#group")
+    assert page.url == service.url + "/groups/group"
+    cards = {key: page.get_attribute(f"#group-{name}", f"data-{key}") for name, key in (
+        ("disk-size", "disk-size"), ("size", "size"), ("unique-size", "unique-size"),
+        ("repository-count", "repository-count"), ("tag-count", "tag-count"))}
+    assert cards == {"disk-size": str(figures["disk_size"]), "size": str(figures["size"]),
+                     "unique-size": str(figures["unique_size"]), "repository-count": str(figures["repository_count"]),
+                     "tag-count": str(figures["tag_count"])}
+    assert _rows(page, "tr[data-group]", "data-group", "data-disk-size") == {
+        name: str(expected.group(name)["disk_size"]) for name in expected.subgroups("group")}
+    assert _rows(page, "tr[data-repository]", "data-repository", "data-disk-size") == {
+        name: str(expected.figure(name, "disk_size")) for name in expected.direct_repositories("group")}
+    # The treemap draws the subgroup and the group's own repositories, every covered byte once.
+    rects = page.locator("svg.treemap rect[data-path]")
+    drawn = [(rects.nth(i).get_attribute("data-kind"), int(str(rects.nth(i).get_attribute("data-bytes"))))
+             for i in range(rects.count())]
+    assert sum(size for kind, size in drawn if kind != "group") == figures["disk_size"]
+    screenshot(page, tmp_path, "group")
+    # A subgroup opens its own page; its crumbs lead back up.
+    page.click('tr[data-group="group/sub"] a')
+    page.wait_for_selector('#group[data-group="group/sub"]')
+    assert page.url == service.url + "/groups/group/sub"
+    page.click('nav.crumbs a >> text="group"')
+    page.wait_for_selector('#group[data-group="group"]')
+    page.click("nav.crumbs a >> text=Groups")
+    page.wait_for_selector("table#groups")
+    assert _rows(page, "tr[data-group]", "data-group", "data-disk-size") == {
+        name: str(expected.group(name)["disk_size"]) for name in expected.groups_at(1)}
+
+
+def test_the_cleanup_form_of_a_group_shows_what_the_policy_deletes_and_frees(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry, tmp_path: Path
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.wait_for_selector("#totals")
+    page.goto(service.url + "/groups/group")
+    page.fill("#keep_n", "0")
+    # No age limit: these images record no creation time, which an age limit never deletes.
+    page.fill("#older_than", "")
+    page.click("#cleanup-form button[type=submit]")
+    page.wait_for_selector("#cleanup-result")
+    assert page.url.startswith(service.url + "/groups/group/cleanup?keep_n=0")
+    answer = _expected(pushed).cleanup(Policy(keep_n=0), 0.0, scope=_expected(pushed).covered("group"))
+    result = page.locator("#cleanup-result")
+    assert (result.get_attribute("data-tags-deleted"), result.get_attribute("data-freed-size"),
+            result.get_attribute("data-repositories-affected")) == (
+        str(answer["tags_deleted"]), str(answer["freed_size"]), str(answer["repositories_affected"]))
+    assert f"Would delete {answer['tags_deleted']} tags in {answer['repositories_affected']} repositories" in \
+        page.inner_text("#cleanup-result")
+    assert _rows(page, "tr[data-repository]", "data-repository", "data-freed-size") == {
+        item["name"]: str(item["freed_size"]) for item in answer["items"]}
+    rows = page.locator("tr[data-repository]")
+    assert [rows.nth(i).get_attribute("data-repository") for i in range(rows.count())] == [
+        item["name"] for item in answer["items"]]
+    # The form keeps what was asked.
+    assert page.input_value("#keep_n") == "0" and page.input_value("#older_than") == ""
+    screenshot(page, tmp_path, "cleanup")
+
+
+def test_a_bad_policy_is_shown_beside_its_field_with_status_400(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.wait_for_selector("#totals")
+    page.click("nav.site >> text=Cleanup simulator")
+    page.wait_for_selector("#cleanup-form")
+    page.fill("#name_regex", "(unclosed")
+    with page.expect_response(lambda response: "/cleanup?" in response.url) as answer:
+        page.click("#cleanup-form button[type=submit]")
+    assert answer.value.status == 400
+    assert page.get_attribute("#name_regex", "aria-invalid") == "true"
+    assert "RE2" in page.inner_text("#name_regex-error")
+    assert page.input_value("#name_regex") == "(unclosed"
+    assert page.locator("#cleanup-result").count() == 0
+
+
+def test_the_repository_page_links_its_groups_and_simulates_a_cleanup_of_it(
+    context: BrowserContext, service: ServiceProcess, slapd: Slapd, pushed: PushedRegistry
+) -> None:
+    page = context.new_page()
+    log_in(page, service, slapd)
+    page.click('tr[data-repository="group/sub/project"] a')
+    page.wait_for_selector("table#tags")
+    page.click("#simulate summary")
+    page.fill("#keep_n", "1")
+    page.fill("#older_than", "")
+    page.click("#cleanup-form button[type=submit]")
+    page.wait_for_selector("#cleanup-result")
+    assert page.url.startswith(service.url + "/repositories/group%2Fsub%2Fproject/cleanup?")
+    expected = _expected(pushed)
+    answer = expected.cleanup(Policy(keep_n=1), 0.0, scope=["group/sub/project"])
+    assert _rows(page, "tr[data-repository]", "data-repository", "data-tags-deleted") == {
+        item["name"]: str(item["tags_deleted"]) for item in answer["items"]}
+    page.click('nav.crumbs a >> text="sub"')
+    page.wait_for_selector('#group[data-group="group/sub"]')
+
+
+def test_the_root_document_links_to_groups_and_the_cleanup_simulator(service: ServiceProcess, slapd: Slapd) -> None:
+    user = slapd.users["alice"]
+    headers = service.login(user.uid, user.password)
+    links = service.get("/").json()["_links"]
+    base = service.prefix
+    assert (links["groups"], links["cleanup"]) == ({"href": base + "/groups"}, {"href": base + "/cleanup"})
+    for name in ("groups", "cleanup"):
+        answer = service.http.get(f"http://127.0.0.1:{service.port}{links[name]['href']}", headers=headers,
+                                  timeout=10)
+        assert answer.status_code == 200, (name, answer.text)
