@@ -16,6 +16,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitlab_registry_usage_rest.cleanup import CleanupIndex, RepositoryInput, TagInput, cleanup_input
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
@@ -292,6 +294,26 @@ def test_data_from_an_old_data_file_without_layers_is_a_503_until_the_next_refre
     assert int(response.headers["Retry-After"]) > 0
     # The rest of the API still answers from that data.
     assert client.get("/groups/team-a", headers=auth).status_code == 200
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/cleanup", "/groups/team-a/cleanup", "/repositories/ops%2Fcleanup/cleanup",
+                             "/repositories/team-a%2Fweb/cleanup", "/repositories/ops/cleanup"]),
+       args=st.dictionaries(
+           st.sampled_from(["keep_n", "older_than", "name_regex", "name_regex_keep", "format", "view", "page",
+                            "group"]),
+           st.one_of(st.sampled_from(["1", "-1", "30d", "(a+)+$", "(", "\\", "csv", "api", "9" * 40, ".*\n"]),
+                     st.text(max_size=20)), max_size=4),
+       accept=st.sampled_from([None, "text/csv", "text/html", "*/*"]))
+def test_no_policy_query_gets_a_5xx_and_every_body_parses(client: FlaskClient, auth: dict[str, str], path: str,
+                                                           args: dict[str, str], accept: str | None) -> None:
+    headers = {**auth, **({"Accept": accept} if accept else {})}
+    response = client.get(path + "?" + urlencode(args), headers=headers)
+    assert response.status_code in (200, 400), response.data
+    if response.mimetype == "text/csv":
+        assert response.data.startswith(b"name,freed_size,tags_deleted,tags\r\n")
+    elif response.mimetype != "text/html":
+        json.loads(response.data)
 
 
 # --- rendered once -------------------------------------------------------------------------------------------

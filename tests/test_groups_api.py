@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
@@ -300,6 +302,29 @@ def test_hostile_group_paths_are_404_json(client: FlaskClient, auth: dict[str, s
     response = client.get(url, headers=auth)
     assert response.status_code == 404
     assert "does not exist" in json.loads(response.data)["message"]
+
+
+segments = st.one_of(st.sampled_from(["team-a", "tools", "cleanup", "ops", "%2F", "", "..", "%FF", "nope"]),
+                     st.text(alphabet="%/2Ff.~-_azAZ09", max_size=12), st.text(max_size=8).map(quote))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.lists(segments, max_size=4).map(lambda parts: "/groups" + "".join("/" + part for part in parts)),
+       args=st.dictionaries(
+           st.sampled_from(["depth", "embed", "links", "sort", "limit", "offset", "format", "view", "prefix"]),
+           st.one_of(st.sampled_from(["1", "2", "0", "65", "true", "-size", "tag_count", "csv", "api", "9" * 30]),
+                     st.text(max_size=10)), max_size=4),
+       accept=st.sampled_from([None, "text/csv", "text/html", "*/*"]))
+def test_no_group_path_or_query_gets_a_5xx_and_every_body_parses(client: FlaskClient, auth: dict[str, str],
+                                                                 path: str, args: dict[str, str],
+                                                                 accept: str | None) -> None:
+    headers = {**auth, **({"Accept": accept} if accept else {})}
+    response = client.get(path + "?" + urlencode(args), headers=headers)
+    assert response.status_code in (200, 400, 404), response.data
+    if response.mimetype == "text/csv":
+        assert response.data.startswith(b"name,")
+    elif response.mimetype != "text/html":
+        json.loads(response.data)
 
 
 def test_groups_need_a_token(client: FlaskClient) -> None:
