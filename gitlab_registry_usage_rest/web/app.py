@@ -17,11 +17,13 @@ from flask_restful_hal import Api
 from werkzeug.exceptions import HTTPException
 
 from ..config import Config
+from ..history import History
 from ..state import RefreshState, SnapshotHolder
 from . import hal
 from .browser import init_browser
 from .client_address import ClientAddress
 from .health import health
+from .history_api import init_history
 from .logins import (
     AuthenticationUnavailable,
     Authenticator,
@@ -51,6 +53,7 @@ def create_app(
     refresh: RefreshState | None = None,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
+    history: History | None = None,
 ) -> Flask:
     """The Flask application; ``unavailable`` lists the authenticator's "cannot ask now" exceptions."""
     refresh = refresh if refresh is not None else RefreshState()
@@ -103,6 +106,7 @@ def create_app(
     api.add_resource(Cleanup, "/cleanup", resource_class_kwargs=simulating)
     observe = _request_observer(metrics)
     _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
+    init_history(app, snapshots, history, tokens, clock, general.storage_capacity)
     init_browser(app, snapshots, refresh, check, clock)
     app.wsgi_app = ResponseReplay(app.wsgi_app, snapshots.current, tokens, observe)  # type: ignore[method-assign]
     if general.trusted_proxies:
