@@ -29,6 +29,7 @@ from .state import RefreshState, SnapshotHolder
 
 if TYPE_CHECKING:
     from .crawl.process import ProcessCrawler
+    from .history import History
     from .model import Snapshot
 
 PROG = "gitlab-registry-usage-rest"
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_service(config: Config) -> int:
     # Imported here so that --help, --version and config errors do not pay for Flask and ldap3.
+    from .history import recorder
     from .ldap_auth import LdapAuthenticator, LdapUnavailable
     from .persistence import DataFile
     from .refresher import Refresher
@@ -113,13 +115,17 @@ def _run_service(config: Config) -> int:
         if data_file is not None:
             data_file.save(snapshot, crawler.config_dates())
 
+    # Recorded after each successful refresh only: a snapshot loaded from the data file was recorded when
+    # it was new (and History skips a time it already has).
+    history = _history(config)
+    keepers = [keep for keep in (save if data_file else None, history.record if history else None) if keep]
     refresher = Refresher(
         crawler, snapshots, state, config.general.refresh_interval.total_seconds(),
-        on_snapshot=save if data_file else None,
+        on_snapshot=recorder(*keepers) if keepers else None,
     )
     metrics = Metrics(snapshots, state, registry_requests)
     app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
-                     refresh=state, metrics=metrics)
+                     refresh=state, metrics=metrics, history=history)
 
     def run() -> None:
         try:
@@ -128,6 +134,15 @@ def _run_service(config: Config) -> int:
             crawler.close()  # _serve ends with os._exit, which no atexit hook survives
 
     return _serve(run, config)
+
+
+def _history(config: Config) -> History | None:
+    """The history file of the config, opened (a file that cannot be used is logged, and records nothing)."""
+    from .history import History
+
+    general = config.general
+    path = general.history_path
+    return None if path is None else History(path, general.history_full_days, general.history_days)
 
 
 def _crawler(config: Config, state: RefreshState, known_configs: dict[str, float | None]

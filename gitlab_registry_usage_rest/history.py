@@ -462,7 +462,9 @@ class History:
             merged[row[0]] = _point(row)
         ordered = [merged[key] for key in sorted(merged) if key <= until]
         before = [point for point in ordered if point.timestamp < since]
-        return before[-1:] + [point for point in ordered if point.timestamp >= since]
+        inside = [point for point in ordered if point.timestamp >= since]
+        # The point in force at the window's start, unless one starts it.
+        return (before[-1:] if not inside or inside[0].timestamp > since else []) + inside
 
     def disk_sizes_at(self, kind: int, moment: int) -> dict[str, int]:
         """Every repository's (or group's) disk size in force at ``moment`` (ms); absent: none then, or gone."""
