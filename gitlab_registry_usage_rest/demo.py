@@ -111,6 +111,27 @@ _BUILT_DAYS_AGO: dict[tuple[str, str], float | None] = {
 }
 DAY = 86400.0
 
+# Continuous delivery, as most registries hold it: a build per merge to main, tagged with its commit, in two
+# repositories, over the 60 days before the demo's start. Each build adds its own application layer on the shared
+# stack, so a cleanup policy (say keep_n=5, older_than=30d) has old builds to delete and bytes to free.
+_BUILDS = (
+    ("apps/web/backend", ("debian-slim", "ca-certificates", "python-runtime", "pip-deps-web-v2"), 40, 1.5,
+     2 * MB),
+    ("apps/web/frontend", ("debian-slim",), 24, 2.5, 5 * MB),
+)
+
+
+def _builds() -> list[tuple[str, str, tuple[str, ...], int, float]]:
+    """(repository, tag, layers, size of its own layer, days ago) of every generated build, newest first."""
+    builds = []
+    for repository, stack, count, every_days, size in _BUILDS:
+        for number in range(count):
+            commit = hashlib.sha1(f"{repository}#{number}".encode()).hexdigest()[:8]
+            own = f"{repository}:build-{commit}"
+            builds.append((repository, f"main-{commit}", (*stack, own), size + 7_919 * number,
+                           0.8 + number * every_days))
+    return builds
+
 
 def _digest(name: str) -> str:
     return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
@@ -118,12 +139,16 @@ def _digest(name: str) -> str:
 
 def demo_listing(now: float) -> Listing:
     """A dozen repositories with shared base layers, nested names, a retag and one unreadable repository;
-    images built over the 200 days before ``now``, one of them a reproducible build without a time."""
+    images built over the 200 days before ``now``, one of them a reproducible build without a time, and two
+    repositories with a build per commit over the last 60 days."""
+    builds = _builds()
     repositories = []
     for name, tags in _REPOSITORIES:
         if tags is None:
             repositories.append(RepositoryListing(name, None))
             continue
+        dated = [(tag, layers, _BUILT_DAYS_AGO[name, tag]) for tag, layers in tags]
+        dated += [(tag, layers, days) for repository, tag, layers, _, days in builds if repository == name]
         images = tuple(
             ImageListing(
                 tag=tag,
@@ -131,12 +156,13 @@ def demo_listing(now: float) -> Listing:
                 digest=_digest("manifest:" + "/".join(layers)),
                 media_type="application/vnd.docker.distribution.manifest.v2+json",
                 # Whole seconds, as image configs usually record them.
-                created=None if (days := _BUILT_DAYS_AGO[name, tag]) is None else float(round(now - days * DAY)),
+                created=None if days is None else float(round(now - days * DAY)),
             )
-            for tag, layers in tags
+            for tag, layers, days in dated
         )
         repositories.append(RepositoryListing(name, images))
     sizes = {_digest(layer): size for layer, size in _LAYERS.items()}
+    sizes.update((_digest(layers[-1]), size) for _, _, layers, size, _ in builds)
     return Listing(tuple(repositories), sizes, ("sandbox/alice/broken: its tags could not be read (demo)",))
 
 
@@ -176,6 +202,10 @@ Try:
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories?embed=1'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend?embed=true&links=true'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories/apps%2Fweb%2Fbackend/tags/latest'
-In a browser: open {url}/ and log in as {DEMO_USER}: the dashboard, the treemap, every repository's page.
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/groups?embed=1'
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/cleanup?keep_n=5&older_than=30d'
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Accept: text/csv' '{url}/groups?depth=1'
+In a browser: open {url}/ and log in as {DEMO_USER}: the dashboard, groups, the cleanup simulator,
+every repository's page.
 Stop with Ctrl-C.
 """
