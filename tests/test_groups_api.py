@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
+from gitlab_registry_usage_rest.web import pages
 from gitlab_registry_usage_rest.web.app import create_app
 from tests.support.webapp import FakeDirectory, basic, make_config
 
@@ -367,3 +368,25 @@ def test_browser_api_view_shows_the_group_document(client: FlaskClient, auth: di
     response = client.get("/groups/team-a?view=api", headers={**auth, "Accept": "text/html"})
     assert response.status_code == 200
     assert "<th>repository_count</th>" in response.data.decode()
+
+
+def test_the_groups_page_builds_its_treemap_and_orders_once_per_snapshot(
+        holder: SnapshotHolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    original = pages.GroupsOverview
+
+    def counting(snapshot: Any, base: str) -> pages.GroupsOverview:
+        built.append(snapshot)
+        return original(snapshot, base)
+
+    monkeypatch.setattr(pages, "GroupsOverview", counting)
+    app = create_app(make_config(), holder, FakeDirectory())
+    with app.test_client() as client:
+        token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/html"}
+        pages_seen = [client.get(f"/groups?sort={sort}", headers=headers) for sort in ("name", "-disk_size", "name")]
+        assert [page.status_code for page in pages_seen] == [200, 200, 200]
+        assert len(built) == 1
+        holder.replace(build_snapshot(listing(), TIMESTAMP + 60))
+        assert client.get("/groups", headers=headers).status_code == 200
+        assert len(built) == 2

@@ -19,8 +19,8 @@ from werkzeug.exceptions import HTTPException
 from ..config import Config
 from ..history import History
 from ..state import RefreshState, SnapshotHolder
-from . import hal
-from .browser import init_browser
+from . import hal, pages
+from .browser import Overviews, init_browser
 from .client_address import ClientAddress
 from .health import health
 from .history_api import init_history
@@ -101,7 +101,7 @@ def create_app(
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
     simulating = {**data, "simulations": Simulations()}
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=simulating)
-    api.add_resource(Groups, "/groups", resource_class_kwargs=data)
+    api.add_resource(Groups, "/groups", resource_class_kwargs={**data, "overviews": Overviews(pages.GroupsOverview)})
     api.add_resource(GroupPath, "/groups/<path:path>", resource_class_kwargs=simulating)
     api.add_resource(Cleanup, "/cleanup", resource_class_kwargs=simulating)
     observe = _request_observer(metrics)

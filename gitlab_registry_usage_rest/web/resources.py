@@ -22,7 +22,7 @@ from ..cleanup import CleanupResult, PolicyError, Scope
 from ..model import RepositoryUsage, Snapshot, TagUsage
 from ..state import SnapshotHolder
 from . import export, hal, pages, simulations
-from .browser import cookie_user, html_response, login_page_response, set_token_cookie
+from .browser import Overviews, cookie_user, html_response, login_page_response, set_token_cookie
 from .html import CONTENT_SECURITY_POLICY, PAGE_SIZE, render_page
 from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
 from .tokens import VerifiedTokens
@@ -206,6 +206,10 @@ class Cleanup(_SimulatingResource):
 class Groups(_DataResource):
     """``/groups?depth=N``: the groups of one depth (top level by default) with their totals."""
 
+    def __init__(self, overviews: Overviews[pages.GroupsOverview], **data: Any) -> None:
+        super().__init__(**data)
+        self._overviews = overviews  # the page's treemaps and orders, built once per snapshot
+
     @_token_required
     def get(self) -> Response:
         snapshot = self._snapshots.current()
@@ -217,8 +221,9 @@ class Groups(_DataResource):
                 lambda: [] if snapshot is None else export.group_rows(hal.select_groups(snapshot, depth, window)),
                 "groups" if depth == 1 else f"groups-depth-{depth}")
         if _page_wanted():
+            overview = None if snapshot is None else self._overviews.get(snapshot, request.script_root)
             return html_response(pages.groups_page(snapshot, request.script_root, g.get("user"), request.args,
-                                                   now=self._clock()))
+                                                   now=self._clock(), overview=overview))
         depth, options = hal.parse_depth(request.args), _options(sort_keys=hal.GROUP_SORT_KEYS)
         return respond(self._cache, snapshot, ("groups", depth), options,
                        lambda: hal.groups_document(snapshot, options, depth), "Groups")
