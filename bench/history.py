@@ -43,8 +43,6 @@ def generate(path: Path, repositories: int, days: int, now: int) -> list[int]:
     rng = random.Random(14)
     start = now - (days - 1) * DAY_MS
     cutoff = now - FULL_DAYS * DAY_MS
-    repo_sizes = [rng.randrange(10 * 2**20, 4 * 2**30) for _ in range(repositories)]
-    growth = [rng.randrange(0, 50 * 2**20) for _ in range(repositories)]
     groups = (repositories + PER_GROUP - 1) // PER_GROUP
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("BEGIN")
@@ -53,11 +51,8 @@ def generate(path: Path, repositories: int, days: int, now: int) -> list[int]:
         ((repositories + g + 1, GROUP, f"g{g}") for g in range(groups))))
     times = [start + day * DAY_MS + 3_600_000 for day in range(days)]
 
-    def series_points(first: int, daily: int, tags: int) -> list[Point]:
-        return [Point(t, first + daily * day, first + daily * day, first + daily * day, tags)
-                for day, t in enumerate(times)]
-
-    def store(number: int, points: list[Point]) -> None:
+    def store(number: int, sizes: list[int], tags: int) -> None:
+        points = [Point(t, size, size, size, tags) for t, size in zip(times, sizes, strict=True)]
         old = [point for point in points if point.timestamp < cutoff]
         for block, in_block in itertools.groupby(old, key=lambda point: point.timestamp // DAY_MS // BLOCK_DAYS):
             kept = list(in_block)
@@ -67,22 +62,30 @@ def generate(path: Path, repositories: int, days: int, now: int) -> list[int]:
         connection.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
                                ((number, *point) for point in points if point.timestamp >= cutoff))
 
-    for n in range(repositories):
-        store(n + 1, series_points(repo_sizes[n], growth[n], 1))
+    last: list[int] = []
+    totals = [0] * days
     for g in range(groups):
         members = range(g * PER_GROUP, min((g + 1) * PER_GROUP, repositories))
-        store(repositories + g + 1, series_points(sum(repo_sizes[n] for n in members),
-                                                  sum(growth[n] for n in members), len(members)))
-    total, daily = sum(repo_sizes), sum(growth)
+        group = [0] * days
+        for n in members:
+            # A different change every day: 0 to 50 MiB, so no two deltas repeat (the worst case for packing).
+            sizes = list(itertools.accumulate(rng.randrange(0, 50 * 2**20) for _ in range(days - 1)))
+            sizes = [rng.randrange(10 * 2**20, 4 * 2**30)] + sizes
+            sizes = [sizes[0]] + [sizes[0] + grown for grown in sizes[1:]]
+            store(n + 1, sizes, 1)
+            group = [a + b for a, b in zip(group, sizes, strict=True)]
+            last.append(sizes[-1])
+        store(repositories + g + 1, group, len(members))
+        totals = [a + b for a, b in zip(totals, group, strict=True)]
     connection.executemany("INSERT INTO totals VALUES (?, ?, ?, ?, ?)",
-                           ((t, total + daily * day, total + daily * day, repositories, repositories)
-                            for day, t in enumerate(times)))
+                           ((t, total, total, repositories, repositories) for t, total in zip(times, totals,
+                                                                                           strict=True)))
     connection.execute("INSERT INTO meta VALUES ('compacted', ?)", (cutoff,))
     connection.execute("INSERT INTO meta VALUES ('pruned_day', ?)", ((now - days * DAY_MS) // DAY_MS,))
     connection.execute("COMMIT")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
-    return [size + rate * (days - 1) for size, rate in zip(repo_sizes, growth, strict=True)]
+    return last
 
 
 def median_ms(call: Callable[[], object], runs: int) -> float:
