@@ -379,6 +379,20 @@ def test_a_tag_at_a_new_digest_costs_its_manifest_by_digest_and_one_at_a_known_d
     assert sizes == {"move": {"size": 110, "disk_size": 110}, "stay": {"size": 110, "disk_size": 0}}
 
 
+def test_tags_sharing_a_new_digest_cost_one_manifest_request_across_repositories(
+    fresh: Fresh, gitlab: GitLabTokenEndpoint
+) -> None:
+    layers = [Pusher.make_layer("shared-base", 100), Pusher.make_layer("shared-app", 10)]
+    first = fresh.pusher.push_image("one/app", "latest", layers)
+    for tag in ("1.0", "1", "stable"):
+        fresh.pusher.tag_manifest("one/app", tag, first.digest)
+    assert fresh.pusher.push_image("two/app", "latest", layers).digest == first.digest
+    listing = crawl_once(fresh.stand_in.url, gitlab.url)
+    counts = fresh.stand_in.counts()
+    assert {image.digest for repo in listing.repositories for image in repo.images or ()} == {first.digest}
+    assert (counts["manifest-by-digest"], counts["blob"]) == (1, 1)
+
+
 def test_a_new_tag_is_first_seen_when_the_registry_published_it(fresh: Fresh, gitlab: GitLabTokenEndpoint) -> None:
     layer = Pusher.make_layer
     base = layer("dates-base", 100)

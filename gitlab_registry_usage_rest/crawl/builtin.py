@@ -165,6 +165,9 @@ class BuiltinCrawler:
         self._children: dict[str, ResolvedImage] = {}
         self._blob_sizes: dict[str, int] = {}
         self._tag_digests: dict[tuple[str, str], str] = {}
+        # Manifest digests being fetched for a tag GitLab's API listed, so that tags sharing one ask once.
+        self._manifests_lock = threading.Lock()
+        self._manifest_fetching: dict[str, threading.Event] = {}
         # Config digest -> creation time; failed reads are not kept, so the next crawl tries again.
         self._max_configs = max_configs
         self._max_config_size = max_config_size
@@ -370,15 +373,31 @@ class BuiltinCrawler:
 
     def _resolve_detail(self, repository: str, detail: TagDetail) -> _Tag:
         """A tag GitLab's API listed at a digest not resolved before: its manifest, fetched by that digest."""
-        image = self._images.get(detail.digest)  # resolved meanwhile, for another tag
-        if image is None:
-            fetched = self._client.manifest(repository, detail.digest)
+        return self._tag(repository, detail.name, self._image_by_digest(repository, detail.digest), detail.published)
+
+    def _image_by_digest(self, repository: str, digest: str) -> ResolvedImage:
+        """The image of a manifest digest: cached, being fetched for another tag (then waited for), or fetched now."""
+        while True:
+            with self._manifests_lock:
+                image = self._images.get(digest)
+                if image is not None:
+                    return image
+                fetching = self._manifest_fetching.get(digest)
+                if fetching is None:
+                    self._manifest_fetching[digest] = fetching = threading.Event()
+                    break
+            # Tags pushed together share a digest: one request serves them all. If it fails, this tag tries itself.
+            fetching.wait()
+        try:
+            fetched = self._client.manifest(repository, digest)
             assert fetched is not None
-            if (fetched.digest != detail.digest
-                    and fetched.digest.partition(":")[0] == detail.digest.partition(":")[0]):
-                raise RegistryError(f"manifest {repository}@{detail.digest}: the registry served {fetched.digest}")
-            image = self._image(repository, fetched)
-        return self._tag(repository, detail.name, image, detail.published)
+            if fetched.digest != digest and fetched.digest.partition(":")[0] == digest.partition(":")[0]:
+                raise RegistryError(f"manifest {repository}@{digest}: the registry served {fetched.digest}")
+            return self._image(repository, fetched)
+        finally:
+            with self._manifests_lock:
+                del self._manifest_fetching[digest]
+            fetching.set()
 
     def _tag(self, repository: str, tag: str, image: ResolvedImage, published: float | None = None) -> _Tag:
         created, warning = self._created(repository, image)
