@@ -15,6 +15,13 @@ Pure: plain data in (``CleanupInput``), frozen dataclasses out, no I/O, no clock
 Regular expressions are RE2, as GitLab's (``Gitlab::UntrustedRegexp``), matched by google-re2 in time linear in
 the name, whatever the pattern: ``(a+)+$`` costs what ``.*`` costs. Patterns compile without capture groups
 (a match that must report groups falls back from RE2's DFA to slower engines) and within ``REGEX_MAX_MEM``.
+
+They match as GitLab's cleanup matches them (``CleanupTagsBaseService#filter_by_name``:
+``UntrustedRegexp.new("\\A#{regex}\\z").match?(tag.name)``), not as "the whole name": the pattern is pasted
+between the anchors without a group, so ``main|stable`` means ``\\Amain`` or ``stable\\z`` and deletes (or keeps)
+``main-abc`` and ``old-stable`` too; write ``(main|stable)`` for the two names alone. A preview must predict what
+GitLab does, so this one compiles ``"\\A" + pattern + "\\z"`` and searches. A pattern is first checked alone,
+as GitLab validates a policy's patterns, so one that only compiles once anchored (``a\\``) is refused.
 """
 
 from __future__ import annotations
@@ -136,21 +143,29 @@ class Policy:
         }
 
     def matches_delete(self, name: str) -> bool:
-        """Whether ``name`` fully matches ``name_regex``."""
+        """Whether GitLab's ``\\A#{name_regex}\\z`` matches ``name``."""
         if self.name_regex == DEFAULT_NAME_REGEX:
-            # What RE2's ``.*`` fully matches, without a call: ``.`` is any character but a newline.
+            # What ``\A.*\z`` matches, without a call: ``.`` is any character but a newline.
             return "\n" not in name
-        return self._delete.fullmatch(name) is not None
+        return self._delete.search(name) is not None
 
     def matches_keep(self, name: str) -> bool:
-        """Whether ``name`` fully matches ``name_regex_keep`` (never, without one)."""
-        return self._keep is not None and self._keep.fullmatch(name) is not None
+        """Whether GitLab's ``\\A#{name_regex_keep}\\z`` matches ``name`` (never, without one)."""
+        return self._keep is not None and self._keep.search(name) is not None
 
 
 def compile_pattern(parameter: str, pattern: str) -> Any:
-    """``pattern`` compiled by RE2 for full matches, or a ``PolicyError`` naming ``parameter``."""
+    """``pattern`` as GitLab's cleanup uses it: checked alone (as GitLab validates a policy), then compiled by RE2
+    as ``\\A`` + pattern + ``\\z``, not grouped, to be searched; or a ``PolicyError`` naming ``parameter``."""
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise PolicyError(parameter, f"longer than {MAX_PATTERN_LENGTH} characters")
+    # Alone first: a pattern ending in one backslash is invalid, though anchored that backslash would escape the
+    # one of \z and compile (to a literal backslash and z, with no end anchor).
+    _compile(parameter, pattern)
+    return _compile(parameter, "\\A" + pattern + "\\z")
+
+
+def _compile(parameter: str, pattern: str) -> Any:
     options = re2.Options()
     options.max_mem = REGEX_MAX_MEM
     options.never_capture = True

@@ -175,15 +175,38 @@ def _patterns() -> st.SearchStrategy[str]:
     return st.recursive(leaves, lambda inner: st.one_of(
         st.tuples(inner, inner).map("".join),
         st.tuples(inner, inner).map(lambda pair: f"(?:{pair[0]}|{pair[1]})"),
+        st.tuples(inner, inner).map(lambda pair: f"{pair[0]}|{pair[1]}"),  # ungrouped, as people write them
         st.tuples(inner, st.sampled_from("*+?")).map(lambda pair: f"(?:{pair[0]}){pair[1]}"),
     ), max_leaves=6)
 
 
+@pytest.mark.parametrize(("name", "deleted"), [
+    ("main", True), ("stable", True), ("main-abc", True), ("old-stable", True), ("x-main-y", False),
+    ("stable-1", False), ("mainstable", True),
+], ids=str)
+def test_alternation_is_not_grouped_as_in_gitlabs_anchored_pattern(name: str, deleted: bool) -> None:
+    # GitLab matches \A#{regex}\z: "main|stable" is "starts with main" or "ends with stable".
+    policy = parse_policy({"name_regex": "main|stable", "name_regex_keep": "main|stable"})
+    assert policy.matches_delete(name) is deleted
+    assert policy.matches_keep(name) is deleted
+    index = registry({"app": [(name, 1.0, (0,))]}, [5])
+    assert simulate(index, {"name_regex": "main|stable"}).tags_deleted == (1 if deleted else 0)
+    assert simulate(index, {"name_regex_keep": "main|stable"}).tags_deleted == (0 if deleted else 1)
+
+
+@pytest.mark.parametrize("pattern", ["a\\", "a)|(b", "\\"], ids=["trailing_backslash", "paren_bridge", "backslash"])
+def test_a_pattern_invalid_alone_is_refused_even_if_anchoring_would_make_it_valid(pattern: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_policy({"name_regex": pattern})
+    assert raised.value.parameter == "name_regex"
+
+
 @given(pattern=_patterns(), name=st.text(alphabet="ab.1\n", max_size=8))
 @settings(max_examples=300)
-def test_fullmatch_agrees_with_python_re_on_safe_patterns(pattern: str, name: str) -> None:
+def test_matching_agrees_with_gitlabs_anchored_search_in_python_re(pattern: str, name: str) -> None:
     policy = parse_policy({"name_regex": pattern, "name_regex_keep": pattern})
-    expected = re.fullmatch(pattern, name) is not None
+    # Python's \Z is RE2's \z: the very end of the name.
+    expected = re.search("\\A" + pattern + "\\Z", name) is not None
     assert policy.matches_delete(name) is expected
     assert policy.matches_keep(name) is expected
 

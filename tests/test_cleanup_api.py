@@ -65,11 +65,13 @@ def listing() -> Listing:
         for name, tags in REGISTRY.items()), SIZES)
 
 
-def full_match(pattern: str, name: str) -> bool:
+def gitlab_match(pattern: str, name: str) -> bool:
+    """GitLab's ``\\A#{regex}\\z``, searched (Python's ``\\Z`` is RE2's ``\\z``): not grouped, so ``a|b`` is
+    "starts with a or ends with b"."""
     # Python's backtracking engine would never finish the hostile pattern on HOSTILE_TAG: say what it means.
     if pattern == "(a+)+$":
         pattern = "a+"
-    return re.fullmatch(pattern, name) is not None
+    return re.search("\\A" + pattern + "\\Z", name) is not None
 
 
 def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
@@ -80,8 +82,8 @@ def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
     deleted: dict[str, list[str]] = {}
     for name in names:
         tags = [(tag, days) for tag, (days, _) in (REGISTRY[name] or {}).items() if tag != "latest"
-                and full_match(args.get("name_regex", ".*"), tag)
-                and not ("name_regex_keep" in args and full_match(args["name_regex_keep"], tag))]
+                and gitlab_match(args.get("name_regex", ".*"), tag)
+                and not ("name_regex_keep" in args and gitlab_match(args["name_regex_keep"], tag))]
         tags.sort(key=lambda item: (item[1] is None, item[1] if item[1] is not None else 0, item[0]))
         if keep_n is not None:
             tags = tags[keep_n:]
@@ -157,9 +159,10 @@ POLICIES = [
     {"name_regex": "x.*|nightly|old"},
     {"keep_n": "2", "name_regex_keep": "v1.*"},
     {"keep_n": "100"},
+    {"name_regex": "v1|2", "name_regex_keep": "x|aaaa"},
 ]
 POLICY_IDS = ["everything", "keep_newest", "older_than_30d", "all_four", "hostile_regex", "cross_repository_layer",
-              "keep_regex", "keep_more_than_there_are"]
+              "keep_regex", "keep_more_than_there_are", "ungrouped_alternation"]
 SCOPES = [
     ("/cleanup", None, None, list(REGISTRY)),
     ("/groups/team-a/cleanup", "team-a", None, in_group("team-a")),

@@ -953,9 +953,10 @@ def _cleanup_form(action: str | None, values: Mapping[str, str], error: PolicyEr
     fields = (
         ("keep_n", "Keep the newest", "10", "tags per repository (the newest by creation time)", "numeric"),
         ("older_than", "Delete only tags older than", "90d", "a duration: 7d, 14d, 90d, 2 weeks, 1 month", "text"),
-        ("name_regex", "Delete tags matching", ".*", "RE2 regular expression, matched against the whole name",
-         "text"),
-        ("name_regex_keep", "Keep tags matching", "", "RE2; wins over the above, e.g. (main|release-.*)", "text"),
+        ("name_regex", "Delete tags matching", ".*", "RE2, anchored as GitLab does (\\A…\\z, not grouped: "
+         "a|b means starts with a or ends with b)", "text"),
+        ("name_regex_keep", "Keep tags matching", "", "RE2, anchored alike; wins over the above, e.g. "
+         "(main|release-.*)", "text"),
     )
     asked = any(name in values for name in POLICY_FIELDS)
     # Without an action, a browser sends the form to the page's own address.

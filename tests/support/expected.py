@@ -37,6 +37,12 @@ def iso_utc(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def gitlab_match(pattern: str, name: str) -> bool:
+    """GitLab's cleanup test: ``\\A#{regex}\\z`` searched, the pattern not grouped (``a|b``: starts with a or ends
+    with b). Python's ``\\Z`` is RE2's ``\\z``."""
+    return re.search("\\A" + pattern + "\\Z", name) is not None
+
+
 @dataclass(frozen=True)
 class Policy:
     """A GitLab cleanup policy as a test gives it: the query parameters, and the duration in seconds (stated by
@@ -153,9 +159,9 @@ class Expected:
     def deleted_by(self, policy: Policy, now: float, repository: str) -> list[str]:
         """The tags of ``repository`` that GitLab's cleanup deletes under ``policy`` at ``now``, in policy order."""
         names = [tag for repo, tag in self.tags if repo == repository and tag != LATEST]
-        names = [name for name in names if re.fullmatch(policy.name_regex, name)]
+        names = [name for name in names if gitlab_match(policy.name_regex, name)]
         if policy.name_regex_keep is not None:
-            names = [name for name in names if not re.fullmatch(policy.name_regex_keep, name)]
+            names = [name for name in names if not gitlab_match(policy.name_regex_keep, name)]
         ordered = self.policy_order(repository, names)
         if policy.keep_n is not None:
             ordered = ordered[policy.keep_n:]
