@@ -62,7 +62,8 @@ class SyntheticRegistry:
     def __init__(self, repositories: int, tags: int, layers: int, gitlab_v1: bool) -> None:
         self.gitlab_v1 = gitlab_v1
         self.names = sorted(f"group{number % 100:02d}/project{number:05d}" for number in range(repositories))
-        self.tag_names = [f"v1.{number}" for number in range(tags)]
+        # By name in both APIs, as GitLab's registry lists them from its database.
+        self.tag_names = sorted(f"v1.{number}" for number in range(tags))
         self.counts: Counter[str] = Counter()
         shared = [_digest(f"base-{number}".encode()) for number in range(60)]
         self._layers: list[list[list[tuple[str, int]]]] = []  # repository -> tag -> layers
@@ -87,8 +88,10 @@ class SyntheticRegistry:
         self._tag_index = {name: number for number, name in enumerate(self.tag_names)}
 
     def config(self, repo: int, tag: int) -> bytes:
+        """Every tag's own: the labels keep configs apart even where two tags were built at the same second."""
         created = _iso(1_600_000_000 + repo * 60 + tag)
         return json.dumps({"architecture": "amd64", "os": "linux", "created": created,
+                           "config": {"Labels": {"repository": str(repo), "tag": str(tag)}},
                            "rootfs": {"type": "layers", "diff_ids": []}}).encode()
 
     def _manifest_for(self, repo: int, tag: int, layers: list[tuple[str, int]], config_size: int) -> bytes:
@@ -172,7 +175,7 @@ class SyntheticRegistry:
                                "created_at": when, "published_at": when})
             return listed
 
-        return self._paged(sorted(self.tag_names), query, f"/gitlab/v1/repositories/{quote(name)}/tags/list/",
+        return self._paged(self.tag_names, query, f"/gitlab/v1/repositories/{quote(name)}/tags/list/",
                            entries)
 
     @staticmethod
@@ -341,11 +344,12 @@ def main() -> None:
             server.stop()
 
     kinds = sorted({kind for run in runs for kind in run.counts})
-    print(f"\n{'API':<20} {'crawl':<17} {'seconds':>8} {'requests':>9} {'req/s':>7}  "
+    print(f"\n{'API':<20} {'crawl':<17} {'seconds':>8} {'requests':>9} {'req/s':>7} {'errors':>6}  "
           + " ".join(f"{kind:>15}" for kind in kinds))
     for run in runs:
         print(f"{run.api:<20} {run.crawl:<17} {run.seconds:>8.1f} {run.requests:>9} "
-              f"{run.requests / run.seconds:>7.0f}  " + " ".join(f"{run.counts.get(kind, 0):>15}" for kind in kinds))
+              f"{run.requests / run.seconds:>7.0f} {len(run.listing.errors):>6}  "
+              + " ".join(f"{run.counts.get(kind, 0):>15}" for kind in kinds))
     v2, v1 = runs[1], runs[3]
     same = figures(runs[0].listing) == figures(v2.listing) == figures(runs[2].listing) == figures(v1.listing)
     print(f"\nunchanged second crawl of {tags} tags: GitLab /gitlab/v1/ {v1.requests} requests in {v1.seconds:.1f} s, "
