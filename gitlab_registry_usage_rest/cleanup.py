@@ -269,21 +269,25 @@ class CleanupResult:
     repositories_affected: int
     freed_size: int
     repositories: tuple[RepositoryCleanup, ...]  # largest freed_size first, then by name
+    # Tags the regexes and keep_n would delete that older_than keeps only because their creation time is unknown
+    # (GitLab never deletes those by age; reproducible builds that record 1970 are unknown here).
+    tags_created_unknown: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Repository:
     name: str
     tag_count: int
-    # The tags a policy may delete (all but ``latest``) in policy order: newest first, equal or unknown creation
-    # times by name; unknown ones last. Parallel tuples, so a simulation touches no per-tag objects.
+    # The tags a policy may delete (all but ``latest``) in policy order: unknown creation times first (GitLab's
+    # ``created_at || now``), then newest first; equal or unknown times by name. Parallel tuples, so a simulation
+    # touches no per-tag objects.
     names: tuple[str, ...]
     created: tuple[float | None, ...]
     layers: tuple[tuple[int, ...], ...]
 
 
 def _policy_order(tag: TagInput) -> tuple[bool, float, str]:
-    return (tag.created is None, -(tag.created or 0.0), tag.name)
+    return (tag.created is not None, -(tag.created or 0.0), tag.name)
 
 
 class CleanupIndex:
@@ -336,11 +340,12 @@ class CleanupIndex:
 
     def simulate(self, policy: Policy, now: float, scope: Scope | None = None) -> CleanupResult:
         """What ``policy`` deletes in ``scope`` (default: the whole registry) at time ``now`` (seconds since the
-        epoch), as GitLab's cleanup does it per repository: drop ``latest``; keep only names fully matching
-        ``name_regex``; drop names fully matching ``name_regex_keep``; order newest first (equal creation times
-        by name, ascending; unknown ones last, by name); drop the first ``keep_n``; drop those not created
+        epoch), as GitLab's cleanup does it per repository: drop ``latest``; keep only names ``name_regex``
+        matches; drop names ``name_regex_keep`` matches (both anchored as GitLab does, see the module); order
+        newest first, a tag of unknown creation time counting as the newest (GitLab sorts by
+        ``created_at || now``), equal or unknown times by name; drop the first ``keep_n``; drop those not created
         strictly before ``now - older_than`` (GitLab's ``created_at < older_than.ago``), and those of unknown
-        creation time when ``older_than`` is set. The rest are deleted.
+        creation time when ``older_than`` is set (counted in ``tags_created_unknown``). The rest are deleted.
 
         Freed bytes count references from the whole registry, in scope or not."""
         scope = scope or Scope()
@@ -350,7 +355,7 @@ class CleanupIndex:
         in_scope = self._in_scope(scope)
         affected: list[RepositoryCleanup] = []
         all_deleted: list[tuple[int, ...]] = []
-        tags_in_scope = 0
+        tags_in_scope = created_unknown = 0
         for repository in in_scope:
             tags_in_scope += repository.tag_count
             candidates = []
@@ -364,6 +369,7 @@ class CleanupIndex:
                 del candidates[:policy.keep_n]
             if cutoff is not None:
                 created = repository.created
+                created_unknown += sum(1 for number in candidates if created[number] is None)
                 candidates = [number for number in candidates
                               if (when := created[number]) is not None and when < cutoff]
             if not candidates:
@@ -378,4 +384,4 @@ class CleanupIndex:
         freed_size = sum(sizes[layer] for layer, count in together.items() if count == references[layer])
         affected.sort(key=lambda entry: (-entry.freed_size, entry.name))
         return CleanupResult(policy, scope, len(in_scope), tags_in_scope, len(all_deleted), len(affected),
-                             freed_size, tuple(affected))
+                             freed_size, tuple(affected), created_unknown)

@@ -48,27 +48,29 @@ ONE = {"app": [("latest", 10.0, (0,)), ("v1", 100.0, (1,)), ("v2", 200.0, (2,)),
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    ({}, ("dev", "v3", "v2", "v1", "v10", "old")),
+    ({}, ("old", "dev", "v3", "v2", "v1", "v10")),
     ({"name_regex": "latest"}, ()),
     ({"name_regex": "v"}, ()),
     ({"name_regex": "v1"}, ("v1",)),
     ({"name_regex": "v.*", "name_regex_keep": "v1.*"}, ("v3", "v2")),
     ({"name_regex": "v1", "name_regex_keep": "v1"}, ()),
-    ({"keep_n": "0"}, ("dev", "v3", "v2", "v1", "v10", "old")),
-    ({"keep_n": "2"}, ("v2", "v1", "v10", "old")),
+    ({"keep_n": "0"}, ("old", "dev", "v3", "v2", "v1", "v10")),
+    ({"keep_n": "2"}, ("v3", "v2", "v1", "v10")),
     ({"keep_n": "1", "name_regex": "v.*"}, ("v2", "v1", "v10")),
     ({"keep_n": "100"}, ()),
     ({"older_than": "700s"}, ("v2", "v1", "v10")),
     ({"older_than": "699s"}, ("v3", "v2", "v1", "v10")),
-    ({"keep_n": "5"}, ("old",)),
-    ({"keep_n": "5", "older_than": "1s"}, ()),
-    ({"keep_n": "3", "older_than": "700s"}, ("v1", "v10")),
+    ({"keep_n": "5"}, ("v10",)),
+    ({"older_than": "1s"}, ("dev", "v3", "v2", "v1", "v10")),
+    ({"keep_n": "5", "older_than": "1s"}, ("v10",)),
+    ({"keep_n": "3", "older_than": "700s"}, ("v2", "v1", "v10")),
 ], ids=[
-    "latest_never_deleted", "latest_never_deleted_even_when_named", "name_regex_is_full_match_not_search",
+    "latest_never_deleted", "latest_never_deleted_even_when_named", "name_regex_is_anchored_not_searched",
     "name_regex_v1_does_not_match_v10", "keep_regex_wins", "keep_regex_wins_on_same_name", "keep_n_zero_keeps_none",
     "keep_n_keeps_newest_by_created", "keep_n_counts_only_matching_tags", "keep_n_beyond_tag_count",
-    "older_than_strictly_older_kept_at_boundary", "older_than_one_second_less", "unknown_created_sorts_oldest",
-    "unknown_created_never_deleted_by_older_than", "keep_n_then_older_than",
+    "older_than_strictly_older_kept_at_boundary", "older_than_one_second_less", "unknown_created_sorts_newest",
+    "unknown_created_never_deleted_by_older_than", "keep_n_protects_unknown_first_then_older_than",
+    "keep_n_then_older_than",
 ])
 def test_gitlab_rules_select_deleted_tags_newest_first(args: dict[str, str], expected: tuple[str, ...]) -> None:
     result = simulate(registry(ONE, [1] * 7), args)
@@ -77,11 +79,27 @@ def test_gitlab_rules_select_deleted_tags_newest_first(args: dict[str, str], exp
     assert (result.repositories_in_scope, result.tags_in_scope) == (1, 7)
 
 
-def test_equal_created_times_order_by_name_so_first_name_is_kept() -> None:
+def test_equal_created_times_order_by_name_and_unknown_ones_count_as_newest() -> None:
+    # GitLab sorts by ``created_at || now``: a tag of unknown age is among the newest, so keep_n protects it first.
     index = registry({"app": [("b", 100.0, ()), ("c", 100.0, ()), ("a", 100.0, ()), ("y", None, ()),
                               ("x", None, ())]}, [])
-    assert deleted(simulate(index, {"keep_n": "1"})) == {"app": ("b", "c", "x", "y")}
-    assert deleted(simulate(index, {"keep_n": "4"})) == {"app": ("y",)}
+    assert deleted(simulate(index, {})) == {"app": ("x", "y", "a", "b", "c")}
+    assert deleted(simulate(index, {"keep_n": "1"})) == {"app": ("y", "a", "b", "c")}
+    assert deleted(simulate(index, {"keep_n": "4"})) == {"app": ("c",)}
+
+
+@pytest.mark.parametrize(("args", "unknown", "old_deleted"), [
+    ({"older_than": "1s"}, 1, False), ({"keep_n": "0", "older_than": "1s"}, 1, False),
+    ({"keep_n": "1", "older_than": "1s"}, 0, False), ({}, 0, True), ({"keep_n": "0"}, 0, True),
+    ({"name_regex": "v.*", "older_than": "1s"}, 0, False), ({"name_regex_keep": "old", "older_than": "1s"}, 0, False),
+], ids=["older_than", "keep_none", "keep_n_protects_it", "no_older_than_deletes_it", "keep_none_no_older_than",
+        "not_matching_the_regex", "kept_by_the_keep_regex"])
+def test_tags_created_unknown_counts_what_only_the_unknown_age_keeps(args: dict[str, str], unknown: int,
+                                                                     old_deleted: bool) -> None:
+    # ONE's "old" has no creation time: deleted by the regexes and keep_n, kept only because older_than cannot say.
+    result = simulate(registry(ONE, [1] * 7), args)
+    assert result.tags_created_unknown == unknown
+    assert ("old" in deleted(result).get("app", ())) is old_deleted
 
 
 # -- parameters ----------------------------------------------------------------------------------------------------
@@ -298,7 +316,7 @@ NAMES = ("a", "a/b", "ab", "c")
 
 
 def slow(repositories: Mapping[str, Tags], args: Mapping[str, str], now: float,
-         scope: Scope) -> tuple[int, dict[str, tuple[int, tuple[str, ...]]]]:
+         scope: Scope) -> tuple[int, dict[str, tuple[int, tuple[str, ...]]], int]:
     """GitLab's rules spelled out with Python's re, and freed layers as subsets of the deleted (repo, tag) pairs."""
     delete, keep = args.get("name_regex", ".*"), args.get("name_regex_keep")
     keep_n = int(args["keep_n"]) if "keep_n" in args else None
@@ -309,18 +327,22 @@ def slow(repositories: Mapping[str, Tags], args: Mapping[str, str], now: float,
             for layer in layers:
                 referencing.setdefault(layer, set()).add((name, tag))
     chosen: dict[str, list[str]] = {}
+    unknown = 0
     for name, tags in repositories.items():
         if scope.repository is not None and name != scope.repository:
             continue
         if scope.group is not None and name != scope.group and not name.startswith(scope.group + "/"):
             continue
-        candidates = [(tag, created) for tag, created, _ in tags if tag != "latest" and re.fullmatch(delete, tag)
-                      and not (keep is not None and re.fullmatch(keep, tag))]
+        candidates = [(tag, created) for tag, created, _ in tags if tag != "latest"
+                      and re.search(f"\\A{delete}\\Z", tag)
+                      and not (keep is not None and re.search(f"\\A{keep}\\Z", tag))]
         candidates.sort(key=lambda pair: pair[0])
-        candidates.sort(key=lambda pair: float("-inf") if pair[1] is None else pair[1], reverse=True)
+        # GitLab's ``created_at || now``: unknown is newer than any known time here; reverse keeps ties by name.
+        candidates.sort(key=lambda pair: float("inf") if pair[1] is None else pair[1], reverse=True)
         if keep_n is not None:
             candidates = candidates[keep_n:]
         if older is not None:
+            unknown += sum(1 for _, created in candidates if created is None)
             candidates = [(tag, created) for tag, created in candidates if created is not None
                           and now - created > older]
         if candidates:
@@ -331,7 +353,7 @@ def slow(repositories: Mapping[str, Tags], args: Mapping[str, str], now: float,
 
     everything = {(name, tag) for name, tags in chosen.items() for tag in tags}
     return freed(everything), {name: (freed({(name, tag) for tag in tags}), tuple(tags))
-                               for name, tags in chosen.items()}
+                               for name, tags in chosen.items()}, unknown
 
 
 # Few creation times, so that ties and tags created exactly older_than ago (kept: the boundary) come up often.
@@ -356,8 +378,9 @@ def test_freed_size_matches_slow_obvious_implementation(
             for name, repo in repositories.items()}
     now = 6.0
     result = simulate(registry(tags, SIZES), args, now=now, scope=scope)
-    total, own = slow(tags, args, now, scope)
+    total, own, unknown = slow(tags, args, now, scope)
     assert result.freed_size == total
+    assert result.tags_created_unknown == unknown
     assert {entry.name: (entry.freed_size, entry.tags) for entry in result.repositories} == own
     assert result.freed_size >= sum(entry.freed_size for entry in result.repositories)
     assert [entry.freed_size for entry in result.repositories] == sorted(

@@ -80,14 +80,17 @@ def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
     older = {"30d": 30 * DAY, "10d": 10 * DAY, "1 month": 30 * DAY, "1h": 3600.0}
     cutoff = NOW - older[args["older_than"]] if "older_than" in args else None
     deleted: dict[str, list[str]] = {}
+    unknown = 0
     for name in names:
         tags = [(tag, days) for tag, (days, _) in (REGISTRY[name] or {}).items() if tag != "latest"
                 and gitlab_match(args.get("name_regex", ".*"), tag)
                 and not ("name_regex_keep" in args and gitlab_match(args["name_regex_keep"], tag))]
-        tags.sort(key=lambda item: (item[1] is None, item[1] if item[1] is not None else 0, item[0]))
+        # Newest first: fewest days old; a tag of unknown age counts as created now (GitLab's created_at || now).
+        tags.sort(key=lambda item: (item[1] is not None, item[1] if item[1] is not None else 0, item[0]))
         if keep_n is not None:
             tags = tags[keep_n:]
         if cutoff is not None:
+            unknown += sum(1 for _, days in tags if days is None)
             tags = [(tag, days) for tag, days in tags if days is not None and NOW - days * DAY < cutoff]
         if tags:
             deleted[name] = [tag for tag, _ in tags]
@@ -111,6 +114,7 @@ def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
         "tags_deleted": len(everything),
         "repositories_affected": len(deleted),
         "freed_size": freed(everything),
+        "tags_created_unknown": unknown,
         "_embedded": {"items": items},
     }
 

@@ -38,7 +38,8 @@ LAYERS = {
 }
 TIE = "2023-03-01T00:00:00Z"  # team/app's rc and v2: equal times, ordered by name
 GROUP_FIELDS = ("name", "size", "disk_size", "unique_size", "repository_count", "tag_count")
-CLEANUP_FIELDS = ("repositories_in_scope", "tags_in_scope", "tags_deleted", "repositories_affected", "freed_size")
+CLEANUP_FIELDS = ("repositories_in_scope", "tags_in_scope", "tags_deleted", "repositories_affected", "freed_size",
+                  "tags_created_unknown")
 ITEM_FIELDS = ("name", "freed_size", "tags_deleted", "tags")
 
 
@@ -335,7 +336,10 @@ CASES = {
     "all-default-deletes-all-but-latest": Case("/cleanup", Policy()),
     "older-than": Case("/cleanup", THIRTY_DAYS),
     "older-than-in-weeks": Case("/cleanup", Policy(older_than="2 weeks", older_than_seconds=14 * DAY)),
-    "keep-n-ties-by-name-unknown-last": Case("/cleanup", Policy(keep_n=2)),
+    "keep-n-ties-by-name-unknown-newest": Case("/cleanup", Policy(keep_n=2)),
+    "keep-n-protects-unknown-first": Case("/repositories/team%2Fapp/cleanup",
+                                          Policy(keep_n=1, older_than="30d", older_than_seconds=30 * DAY),
+                                          repository="team/app"),
     "keep-n-and-older-than": Case("/cleanup", Policy(keep_n=1, older_than="30d", older_than_seconds=30 * DAY)),
     "name-regex-and-keep": Case("/cleanup", Policy(name_regex="v.*", name_regex_keep="v1")),
     "latest-never": Case("/cleanup", Policy(keep_n=0, name_regex="latest")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 from html.parser import HTMLParser
@@ -409,6 +410,17 @@ def test_cleanup_page_says_what_would_be_deleted_and_freed_with_one_row_per_repo
     assert form["action"] == "/p/groups/team/cleanup"
     assert {attrs["name"]: attrs["value"] for attrs in parsed.all("input", "name")} == {
         "keep_n": "2", "older_than": "30d", "name_regex": "", "name_regex_keep": ""}
+
+
+def test_cleanup_page_says_in_one_sentence_why_tags_of_unknown_age_are_kept() -> None:
+    kept = dataclasses.replace(_result(), tags_created_unknown=3)
+    parsed = _parse(pages.cleanup_page(_nested(), kept, None, {"older_than": "30d"}, "", "a", now=NOW))
+    assert parsed.one("section", id="cleanup-result")["data-tags-created-unknown"] == "3"
+    sentence = parsed.texts["created-unknown"]
+    assert sentence.startswith("3 tags would go but for an unknown creation time")
+    assert "reproducible builds record 1970" in sentence and "would delete such tags under older_than" in sentence
+    none = _parse(pages.cleanup_page(_nested(), _result(), None, {"older_than": "30d"}, "", "a", now=NOW))
+    assert "created-unknown" not in none.texts
 
 
 def test_cleanup_page_cuts_long_tag_lists_and_pages_the_repositories() -> None:

@@ -1092,9 +1092,10 @@ def cleanup_page(snapshot: Snapshot | None, result: CleanupResult | None, error:
     heading = "Cleanup policy simulation" + (f": {_e(where)}" if where else "")
     body = [crumbs, f"<h1>{heading}</h1>", _data_age(snapshot, now),
             '<p class="legend">GitLab\'s rules, per repository: never <code>latest</code>; only tags matching '
-            "&ldquo;delete&rdquo; and not &ldquo;keep&rdquo;; the newest <em>n</em> by creation time stay; of the "
-            "rest, those older than the given age go (a tag without a known creation time only without an age "
-            "limit). Nothing is deleted here.</p>"]
+            "&ldquo;delete&rdquo; and not &ldquo;keep&rdquo;; the newest <em>n</em> by creation time stay (a tag "
+            "without a known creation time counts as the newest, as GitLab sorts it); of the rest, those older than "
+            "the given age go (a tag without a known creation time only without an age limit). Nothing is deleted "
+            "here.</p>"]
     if error is not None and error.parameter not in POLICY_FIELDS:
         body.append(f'<p class="message" role="alert" id="cleanup-error">{_e(error.parameter)}: '
                     f"{_e(error.message)}</p>")
@@ -1119,6 +1120,17 @@ def _policy_text(result: CleanupResult) -> str:
     return '<p class="muted" id="policy">Policy: ' + "; ".join(parts) + "; never <code>latest</code>.</p>"
 
 
+def _unknown_ages(result: CleanupResult) -> str:
+    """The tags kept only because their creation time is unknown, in one sentence (none: nothing)."""
+    count = result.tags_created_unknown
+    if not count:
+        return ""
+    return (f'<p class="message" id="created-unknown">{_count(count, "tag")} would go but for an unknown creation '
+            "time, which older_than never deletes: reproducible builds record 1970, which this service shows as "
+            "unknown, while GitLab without its metadata database reads 1970 and would delete such tags under "
+            "older_than.</p>")
+
+
 def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[str, str]) -> str:
     policy_args: dict[str, str | None] = {key: query[key] for key in POLICY_FIELDS if key in query}
     own_sum = sum(entry.freed_size for entry in result.repositories)
@@ -1132,7 +1144,7 @@ def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[
         f'<section id="cleanup-result" data-tags-deleted="{result.tags_deleted}" '
         f'data-repositories-affected="{result.repositories_affected}" data-freed-size="{result.freed_size}" '
         f'data-tags-in-scope="{result.tags_in_scope}" data-repositories-in-scope="{result.repositories_in_scope}" '
-        f'data-own-freed-size="{own_sum}">'
+        f'data-own-freed-size="{own_sum}" data-tags-created-unknown="{result.tags_created_unknown}">'
         f'<p class="verdict">Would delete <strong>{result.tags_deleted:,}</strong> tag'
         f'{"" if result.tags_deleted == 1 else "s"} in <strong>{result.repositories_affected:,}</strong> '
         f'repositor{"y" if result.repositories_affected == 1 else "ies"} and free '
@@ -1142,7 +1154,7 @@ def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[
         "scope. Freed space is counted set-wise across the whole registry, as garbage collection frees it: a layer "
         "is freed when every tag that references it, in any repository, is deleted, so a tag sharing its manifest "
         "or layers with a kept tag frees none of them, and deletions in several repositories together can free "
-        f"more than the sum of each repository's alone. {together}</p></section>")
+        f"more than the sum of each repository's alone. {together}</p>{_unknown_ages(result)}</section>")
     page, pages, first = _window(result.repositories, _page_number(query))
     shown = result.repositories[first:first + PAGE_ROWS]
     rows = [

@@ -97,6 +97,7 @@ def cleanup_document(snapshot: Snapshot, result: CleanupResult, path: str, query
         "tags_deleted": result.tags_deleted,
         "repositories_affected": result.repositories_affected,
         "freed_size": result.freed_size,
+        "tags_created_unknown": result.tags_created_unknown,
         "_links": {"self": {"href": path + ("?" + urlencode(query) if query else "")}},
         "_embedded": {"items": [
             {

@@ -150,11 +150,23 @@ class Expected:
     # -- cleanup --------------------------------------------------------------------------------------------------
 
     def policy_order(self, repository: str, names: Iterable[str]) -> list[str]:
-        """Newest first, equal times by name; unknown times last, by name."""
+        """GitLab's ``sort_by { |tag| tag.created_at || now }.reverse``: unknown times count as now, newer than any
+        pushed time, so they come first, by name; then newest first, equal times by name."""
+        names = list(names)
         dated = sorted(name for name in names if self.created[repository, name] is not None)
         dated.sort(key=lambda name: self.created[repository, name] or 0.0, reverse=True)  # stable: ties by name
         undated = sorted(name for name in names if self.created[repository, name] is None)
-        return dated + undated
+        return undated + dated
+
+    def kept_for_unknown_age(self, policy: Policy, repository: str) -> list[str]:
+        """The tags the regexes and keep_n would delete that older_than keeps only because their time is unknown."""
+        if policy.older_than_seconds is None:
+            return []
+        names = [tag for repo, tag in self.tags if repo == repository and tag != LATEST
+                 and gitlab_match(policy.name_regex, tag)
+                 and not (policy.name_regex_keep is not None and gitlab_match(policy.name_regex_keep, tag))]
+        ordered = self.policy_order(repository, names)[policy.keep_n or 0:]
+        return [name for name in ordered if self.created[repository, name] is None]
 
     def deleted_by(self, policy: Policy, now: float, repository: str) -> list[str]:
         """The tags of ``repository`` that GitLab's cleanup deletes under ``policy`` at ``now``, in policy order."""
@@ -201,5 +213,6 @@ class Expected:
             "tags_deleted": len(everything),
             "repositories_affected": len(items),
             "freed_size": self.freed(everything),
+            "tags_created_unknown": sum(len(self.kept_for_unknown_age(policy, name)) for name in in_scope),
             "items": items,
         }
