@@ -1,14 +1,16 @@
 """The cleanup-policy simulator: which tags a GitLab cleanup policy would delete, and what garbage collection would
 then free, exactly and set-wise across the whole registry (issue 13, part 3).
 
-Pure: plain data in (``CleanupInput``), frozen dataclasses out, no I/O, no clock (the caller passes ``now``).
+Pure: plain data in (``CleanupInput``), frozen dataclasses out, no I/O, no clock (the caller passes ``now``: the
+service passes the snapshot's own time, so that one query has one answer however late it is asked).
 
-- ``parse_policy(args)`` reads GitLab's four policy parameters (``keep_n``, ``older_than``, ``name_regex``,
-  ``name_regex_keep``) from request arguments and raises ``PolicyError`` naming the bad one;
-  ``parse_scope(args)`` reads ``group`` or ``repository``.
-- ``cleanup_input(snapshot)`` builds that input from a snapshot's layer table.
+- ``parse_policy(args)`` reads GitLab's four policy parameters (``POLICY_PARAMETERS``: ``keep_n``,
+  ``older_than``, ``name_regex``, ``name_regex_keep``) from request arguments and raises ``PolicyError`` naming
+  the bad one.
+- ``cleanup_input(snapshot)`` is that input: the snapshot's repositories and layer table, not copied
+  (``pack`` builds one from hand-written tags).
 - ``CleanupIndex(data)`` does once per snapshot what every simulation shares: each repository's tags in policy
-  order and, per layer, how many tags in the whole registry reference it.
+  order (their positions, 4 bytes a tag) and, per layer, how many tags in the whole registry reference it.
 - ``CleanupIndex.simulate(policy, now, scope)`` costs time linear in the (tag, layer) pairs of the tags in scope
   (plus one regular-expression match per distinct tag name there), not in the size of the registry.
 
@@ -29,18 +31,21 @@ from __future__ import annotations
 import bisect
 import datetime
 import re
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import re2
 
 from .config import parse_timedelta
-from .model import Snapshot
+from .model import LayerTable, Snapshot
 
 LATEST = "latest"
+# GitLab's policy parameters, in the order self links and cache keys list them.
+POLICY_PARAMETERS = ("keep_n", "older_than", "name_regex", "name_regex_keep")
 DEFAULT_NAME_REGEX = ".*"
 MAX_PATTERN_LENGTH = 1_000
 MAX_KEEP_N = 10**6
@@ -65,56 +70,80 @@ class PolicyError(ValueError):
 # -- input: what a snapshot provides ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TagInput:
-    """One tag: its name, its creation time (seconds since the epoch, ``None`` if unknown) and the ids of the
-    layers its image references (indices into ``CleanupInput.layer_sizes``; a repeated id counts once).
+class TagLike(Protocol):
+    """What the simulator reads of a tag (``model.TagUsage`` is one): its name and creation time (seconds since
+    the epoch, ``None`` if unknown)."""
 
-    Two tags on one manifest simply list the same layers: references are counted per tag, so such a layer is
-    freed only when both tags go, and no manifest digest is needed."""
+    @property
+    def name(self) -> str: ...
 
-    name: str
-    created: float | None
-    layers: tuple[int, ...]
+    @property
+    def created(self) -> float | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RepositoryInput:
-    """A repository and all its tags (names distinct)."""
+class RepositoryLike(Protocol):
+    """What the simulator reads of a repository (``model.RepositoryUsage`` is one): ``tags`` is ``None`` where
+    they could not be read."""
 
-    name: str
-    tags: tuple[TagInput, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tags(self) -> Sequence[TagLike] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class CleanupInput:
-    """The whole registry: every repository (references from all of them keep layers) and the size of each layer,
-    indexed by layer id."""
+    """The whole registry: every repository in order (references from all of them keep layers) and the layer
+    table numbering their tags: tag ``n`` of ``layers`` is the ``n``-th tag of the readable repositories in order.
 
-    repositories: tuple[RepositoryInput, ...]
-    layer_sizes: Sequence[int]
+    Nothing is copied from a snapshot: the index reads names, times and layer ids from these at simulation time."""
+
+    repositories: Sequence[RepositoryLike]
+    layers: LayerTable
 
 
 def cleanup_input(snapshot: Snapshot) -> CleanupInput:
-    """The simulator's input from ``snapshot.layers``: every repository in snapshot order (one whose tags could not
-    be read has none, so it is in scope but deletes and keeps nothing), its tags with their layer ids.
+    """The simulator's input from a snapshot: its repositories and its layer table, as they are.
 
-    Raises ``ValueError`` for a snapshot without a layer table (read from an older data file). Linear in the
-    (tag, layer) pairs."""
+    Raises ``ValueError`` for a snapshot without a layer table (read from an older data file), or one whose table
+    does not number its tags."""
     layers = snapshot.layers
     if layers is None:
         raise ValueError("the snapshot has no layer table")
-    repositories: list[RepositoryInput] = []
-    number = 0
-    for repository in snapshot.repositories:
-        tags: list[TagInput] = []
+    return CleanupInput(snapshot.repositories, layers)
+
+
+@dataclass(frozen=True, slots=True)
+class TagInput:
+    """A tag for ``pack``: its name, creation time and the ids of the layers its image references (indices into
+    the sizes; a repeated id counts once). Two tags on one manifest simply list the same layers."""
+
+    name: str
+    created: float | None
+    layers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryInput:
+    """A repository for ``pack``: its tags (names distinct), ``None`` where they could not be read."""
+
+    name: str
+    tags: tuple[TagInput, ...] | None
+
+
+def pack(repositories: Sequence[RepositoryInput], layer_sizes: Sequence[int]) -> CleanupInput:
+    """Hand-written repositories (tests, benchmarks) as the simulator's input: their layer ids in a ``LayerTable``
+    as a snapshot keeps them. ``ValueError`` for an id that is not an index into ``layer_sizes``."""
+    starts, ids = array("q", [0]), array("I")
+    for repository in repositories:
         for tag in repository.tags or ():
-            tags.append(TagInput(tag.name, tag.created, tuple(layers.tag_layers(number))))
-            number += 1
-        repositories.append(RepositoryInput(repository.name, tuple(tags)))
-    if number != layers.tag_count:
-        raise ValueError(f"the layer table has {layers.tag_count} tags, the repositories {number}")
-    return CleanupInput(tuple(repositories), layers.sizes)
+            distinct = dict.fromkeys(tag.layers)
+            if distinct and (min(distinct) < 0 or max(distinct) >= len(layer_sizes)):
+                raise ValueError(f"layer ids must be from 0 to {len(layer_sizes) - 1}")
+            ids.extend(distinct)
+            starts.append(len(ids))
+    return CleanupInput(tuple(repositories), LayerTable(array("q", layer_sizes), starts, ids))
 
 
 # -- the policy -------------------------------------------------------------------------------------------------
@@ -225,20 +254,6 @@ class Scope:
         return {"group": self.group, "repository": self.repository}
 
 
-def parse_scope(args: Mapping[str, str]) -> Scope:
-    """``group`` or ``repository`` from request arguments (neither: the whole registry)."""
-    group, repository = args.get("group"), args.get("repository")
-    if group is not None and repository is not None:
-        raise PolicyError("repository", "give either group or repository, not both")
-    if group is not None:
-        group = group.strip("/")
-        if not group:
-            raise PolicyError("group", "must not be empty")
-    if repository is not None and not repository:
-        raise PolicyError("repository", "must not be empty")
-    return Scope(group, repository)
-
-
 # -- the answer -------------------------------------------------------------------------------------------------
 
 
@@ -272,71 +287,75 @@ class CleanupResult:
     # Tags the regexes and keep_n would delete that older_than keeps only because their creation time is unknown
     # (GitLab never deletes those by age; reproducible builds that record 1970 are unknown here).
     tags_created_unknown: int = 0
+    # Repositories in scope whose tags could not be read: they delete nothing, and their layers, unknown, may be
+    # shared with deleted tags, so freed sizes may be overstated.
+    unreadable_repositories: int = 0
+    evaluated_at: float = 0.0  # the ``now`` the policy's older_than was measured from (seconds since the epoch)
+
+    @property
+    def own_freed_size(self) -> int:
+        """The sum of what each affected repository's deletions free alone (at most ``freed_size``)."""
+        return sum(entry.freed_size for entry in self.repositories)
 
 
-@dataclass(frozen=True, slots=True)
-class _Repository:
-    name: str
-    tag_count: int
-    # The tags a policy may delete (all but ``latest``) in policy order: unknown creation times first (GitLab's
-    # ``created_at || now``), then newest first; equal or unknown times by name. Parallel tuples, so a simulation
-    # touches no per-tag objects.
-    names: tuple[str, ...]
-    created: tuple[float | None, ...]
-    layers: tuple[tuple[int, ...], ...]
-
-
-def _policy_order(tag: TagInput) -> tuple[bool, float, str]:
+def _policy_order(tag: TagLike) -> tuple[bool, float, str]:
+    # GitLab's ``sort_by { |tag| tag.created_at || now }.reverse``: unknown first, then newest first; names
+    # break ties (GitLab's order among equals is whatever its sort leaves).
     return (tag.created is not None, -(tag.created or 0.0), tag.name)
 
 
 class CleanupIndex:
     """One snapshot's tags prepared for any number of simulations: built once, read-only afterwards (safe to share
-    between request threads)."""
+    between request threads).
+
+    It keeps, per repository, the positions of its tags in policy order (4 bytes a tag) and, per layer, how many
+    tags of the whole registry reference it (4 bytes a layer); names, creation times and layer ids stay where the
+    input holds them (for a snapshot: its tags and its ``LayerTable``) and are read at simulation time."""
 
     def __init__(self, data: CleanupInput) -> None:
-        sizes = tuple(data.layer_sizes)
-        repositories: list[_Repository] = []
-        every_layers: list[tuple[int, ...]] = []
+        layers = data.layers
+        count = len(layers.sizes)
+        if layers.ids and max(layers.ids) >= count:
+            raise ValueError(f"layer ids must be from 0 to {count - 1}")
+        references = array("I", bytes(4 * count))
+        for layer, referencing in Counter(layers.ids).items():
+            references[layer] = referencing
+        order, order_starts, first_tag = array("I"), array("q", [0]), array("q")
+        number = 0
         for repository in data.repositories:
-            distinct = [TagInput(tag.name, tag.created, tuple(dict.fromkeys(tag.layers))) for tag in repository.tags]
-            every_layers.extend(tag.layers for tag in distinct)
-            ordered = sorted((tag for tag in distinct if tag.name != LATEST), key=_policy_order)
-            repositories.append(_Repository(
-                repository.name, len(distinct), tuple(tag.name for tag in ordered),
-                tuple(tag.created for tag in ordered), tuple(tag.layers for tag in ordered)))
-        counted = Counter(chain.from_iterable(every_layers))
-        if counted and (min(counted) < 0 or max(counted) >= len(sizes)):
-            raise ValueError(f"layer ids must be from 0 to {len(sizes) - 1}")
-        references = [0] * len(sizes)
-        for layer, count in counted.items():
-            references[layer] = count
-        self._sizes = sizes
-        self._references = tuple(references)
-        self._repositories = tuple(repositories)
-        by_name = sorted(range(len(repositories)), key=lambda number: repositories[number].name)
-        self._sorted_names = [repositories[number].name for number in by_name]
-        self._sorted_numbers = by_name
+            first_tag.append(number)
+            tags = repository.tags
+            if tags is not None:
+                ordered = sorted((index for index, tag in enumerate(tags) if tag.name != LATEST),
+                                 key=lambda index: _policy_order(tags[index]))
+                order.extend(ordered)
+                number += len(tags)
+            order_starts.append(len(order))
+        if number != layers.tag_count:
+            raise ValueError(f"the layer table has {layers.tag_count} tags, the repositories {number}")
+        self._repositories = data.repositories
+        self._layers = layers
+        self._references = references
+        self._order, self._order_starts, self._first_tag = order, order_starts, first_tag
+        by_name = sorted(range(len(data.repositories)), key=lambda index: data.repositories[index].name)
+        self._sorted_names = [data.repositories[index].name for index in by_name]
+        self._sorted_numbers = array("I", by_name)
 
-    def references(self, layer: int) -> int:
-        """How many tags in the whole registry reference ``layer``."""
-        return self._references[layer]
-
-    def _in_scope(self, scope: Scope) -> list[_Repository]:
+    def _in_scope(self, scope: Scope) -> Sequence[int]:
+        """The numbers of the repositories in ``scope``."""
+        if scope.repository is None and scope.group is None:
+            return range(len(self._repositories))
+        names, numbers = self._sorted_names, self._sorted_numbers
         if scope.repository is not None:
-            names = self._sorted_names
             at = bisect.bisect_left(names, scope.repository)
-            found = at < len(names) and names[at] == scope.repository
-            return [self._repositories[self._sorted_numbers[at]]] if found else []
-        if scope.group is not None:
-            # The group itself, then what is under it: names from "group/" up to "group0" ("0" follows "/").
-            names = self._sorted_names
-            exact = bisect.bisect_left(names, scope.group)
-            selected = [exact] if exact < len(names) and names[exact] == scope.group else []
-            selected.extend(range(bisect.bisect_left(names, scope.group + "/"),
-                                  bisect.bisect_left(names, scope.group + "0")))
-            return [self._repositories[self._sorted_numbers[at]] for at in selected]
-        return list(self._repositories)
+            return [numbers[at]] if at < len(names) and names[at] == scope.repository else []
+        assert scope.group is not None
+        # The group itself, then what is under it: names from "group/" up to "group0" ("0" follows "/").
+        exact = bisect.bisect_left(names, scope.group)
+        selected = [numbers[exact]] if exact < len(names) and names[exact] == scope.group else []
+        selected.extend(numbers[bisect.bisect_left(names, scope.group + "/"):
+                                bisect.bisect_left(names, scope.group + "0")])
+        return selected
 
     def simulate(self, policy: Policy, now: float, scope: Scope | None = None) -> CleanupResult:
         """What ``policy`` deletes in ``scope`` (default: the whole registry) at time ``now`` (seconds since the
@@ -347,41 +366,49 @@ class CleanupIndex:
         strictly before ``now - older_than`` (GitLab's ``created_at < older_than.ago``), and those of unknown
         creation time when ``older_than`` is set (counted in ``tags_created_unknown``). The rest are deleted.
 
-        Freed bytes count references from the whole registry, in scope or not."""
+        Freed bytes count references from the whole registry, in scope or not. A repository in scope whose tags
+        could not be read deletes nothing and is counted in ``unreadable_repositories``."""
         scope = scope or Scope()
         cutoff = None if policy.older_than is None else now - policy.older_than.total_seconds()
         delete_memo: dict[str, bool] = {}
-        references, sizes = self._references, self._sizes
+        references, sizes, starts, ids = self._references, self._layers.sizes, self._layers.starts, self._layers.ids
+        order, order_starts, first_tag = self._order, self._order_starts, self._first_tag
         in_scope = self._in_scope(scope)
         affected: list[RepositoryCleanup] = []
-        all_deleted: list[tuple[int, ...]] = []
-        tags_in_scope = created_unknown = 0
-        for repository in in_scope:
-            tags_in_scope += repository.tag_count
+        all_deleted: list[array[int]] = []
+        tags_in_scope = created_unknown = unreadable = 0
+        for number in in_scope:
+            repository = self._repositories[number]
+            tags = repository.tags
+            if tags is None:
+                unreadable += 1
+                continue
+            tags_in_scope += len(tags)
             candidates = []
-            for number, name in enumerate(repository.names):
+            for index in order[order_starts[number]:order_starts[number + 1]]:
+                name = tags[index].name
                 deletable = delete_memo.get(name)
                 if deletable is None:
                     deletable = delete_memo[name] = policy.matches_delete(name) and not policy.matches_keep(name)
                 if deletable:
-                    candidates.append(number)
+                    candidates.append(index)
             if policy.keep_n is not None:
                 del candidates[:policy.keep_n]
             if cutoff is not None:
-                created = repository.created
-                created_unknown += sum(1 for number in candidates if created[number] is None)
-                candidates = [number for number in candidates
-                              if (when := created[number]) is not None and when < cutoff]
+                created_unknown += sum(1 for index in candidates if tags[index].created is None)
+                candidates = [index for index in candidates
+                              if (when := tags[index].created) is not None and when < cutoff]
             if not candidates:
                 continue
-            deleted_layers = [repository.layers[number] for number in candidates]
+            first = first_tag[number]
+            deleted_layers = [ids[starts[first + index]:starts[first + index + 1]] for index in candidates]
             all_deleted.extend(deleted_layers)
             own = Counter(chain.from_iterable(deleted_layers))
             freed = sum(sizes[layer] for layer, count in own.items() if count == references[layer])
             affected.append(RepositoryCleanup(repository.name, freed, len(candidates),
-                                              tuple(repository.names[number] for number in candidates)))
+                                              tuple(tags[index].name for index in candidates)))
         together = Counter(chain.from_iterable(all_deleted))
         freed_size = sum(sizes[layer] for layer, count in together.items() if count == references[layer])
         affected.sort(key=lambda entry: (-entry.freed_size, entry.name))
         return CleanupResult(policy, scope, len(in_scope), tags_in_scope, len(all_deleted), len(affected),
-                             freed_size, tuple(affected), created_unknown)
+                             freed_size, tuple(affected), created_unknown, unreadable, now)

@@ -11,14 +11,13 @@ from hypothesis import strategies as st
 
 from gitlab_registry_usage_rest.cleanup import (
     CleanupIndex,
-    CleanupInput,
     CleanupResult,
     PolicyError,
     RepositoryInput,
     Scope,
     TagInput,
+    pack,
     parse_policy,
-    parse_scope,
 )
 
 DAY = 86400
@@ -26,10 +25,11 @@ DAY = 86400
 Tags = Sequence[tuple[str, float | None, tuple[int, ...]]]
 
 
-def registry(repositories: Mapping[str, Tags], sizes: Sequence[int]) -> CleanupIndex:
-    return CleanupIndex(CleanupInput(
-        tuple(RepositoryInput(name, tuple(TagInput(*tag) for tag in tags)) for name, tags in repositories.items()),
-        tuple(sizes)))
+def registry(repositories: Mapping[str, Tags | None], sizes: Sequence[int]) -> CleanupIndex:
+    """The index of these repositories (``None``: tags that could not be read), layers sized by ``sizes``."""
+    return CleanupIndex(pack(
+        [RepositoryInput(name, None if tags is None else tuple(TagInput(*tag) for tag in tags))
+         for name, tags in repositories.items()], sizes))
 
 
 def simulate(index: CleanupIndex, args: Mapping[str, str], now: float = 1000.0,
@@ -160,23 +160,6 @@ def test_describe_gives_policy_as_understood() -> None:
                                            "name_regex": ".*", "name_regex_keep": None}
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ({}, Scope()), ({"group": "team/"}, Scope(group="team")),
-    ({"repository": "team/app"}, Scope(repository="team/app")),
-], ids=["whole_registry", "group_without_slash", "repository"])
-def test_scope_parsed(args: dict[str, str], expected: Scope) -> None:
-    assert parse_scope(args) == expected
-
-
-@pytest.mark.parametrize(("args", "parameter"), [
-    ({"group": "a", "repository": "a/b"}, "repository"), ({"group": "/"}, "group"), ({"repository": ""}, "repository"),
-], ids=["both", "empty_group", "empty_repository"])
-def test_bad_scope_is_named(args: dict[str, str], parameter: str) -> None:
-    with pytest.raises(PolicyError) as raised:
-        parse_scope(args)
-    assert raised.value.parameter == parameter
-
-
 # -- RE2 ---------------------------------------------------------------------------------------------------------
 
 
@@ -257,9 +240,25 @@ def test_two_tags_on_one_manifest_free_nothing_until_both_go() -> None:
 
 
 def test_repeated_layer_in_one_tag_counts_once() -> None:
-    index = registry({"a": [("v1", 1.0, (0, 0, 1))]}, [100, 10])
-    assert index.references(0) == 1
+    index = registry({"a": [("v1", 1.0, (0, 0, 1))], "b": [("v1", 1.0, (1,))]}, [100, 10])
+    # Counted twice, layer 0 would wait for a second reference to go; counted once, deleting a:v1 frees it.
+    assert simulate(index, {}, scope=Scope(repository="a")).freed_size == 100
     assert simulate(index, {}).freed_size == 110
+
+
+def test_unreadable_repositories_in_scope_delete_nothing_and_are_counted() -> None:
+    index = registry({"g/a": [("v1", 1.0, (0,))], "g/broken": None, "h/broken": None}, [100])
+    whole = simulate(index, {})
+    assert (whole.unreadable_repositories, whole.repositories_in_scope, whole.tags_in_scope) == (2, 3, 1)
+    assert deleted(whole) == {"g/a": ("v1",)}
+    group = simulate(index, {}, scope=Scope(group="g"))
+    assert (group.unreadable_repositories, group.repositories_in_scope) == (1, 2)
+    assert simulate(index, {}, scope=Scope(repository="g/a")).unreadable_repositories == 0
+
+
+def test_the_result_says_when_older_than_was_measured_from() -> None:
+    index = registry(ONE, [1] * 7)
+    assert simulate(index, {"older_than": "1s"}, now=1234.5).evaluated_at == 1234.5
 
 
 def test_set_wise_total_exceeds_sum_of_repositories_own() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,7 +20,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitlab_registry_usage_rest.cleanup import CleanupIndex, RepositoryInput, TagInput, cleanup_input
+from gitlab_registry_usage_rest.cleanup import CleanupIndex, cleanup_input, parse_policy
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
@@ -420,21 +421,31 @@ def test_browser_page_without_layers_is_a_503_saying_so(holder: SnapshotHolder, 
 
 # --- the simulator's input -----------------------------------------------------------------------------------
 
-def test_cleanup_input_lists_every_tag_with_its_layer_ids_and_creation_time() -> None:
+def test_cleanup_input_is_the_snapshots_own_repositories_and_layer_table_not_a_copy() -> None:
     snapshot = build_snapshot(listing(), NOW)
     data = cleanup_input(snapshot)
-    assert [repository.name for repository in data.repositories] == list(REGISTRY)
-    assert data.repositories[list(REGISTRY).index("broken")] == RepositoryInput("broken", ())
-    ids: dict[str, int] = {}
-    for repository in data.repositories:
-        for tag, (days, layers) in (REGISTRY[repository.name] or {}).items():
-            found = next(entry for entry in repository.tags if entry.name == tag)
-            assert found == TagInput(tag, None if days is None else NOW - days * DAY, found.layers)
-            assert len(found.layers) == len(layers)
-            for layer, number in zip(layers, found.layers, strict=True):
-                assert ids.setdefault(layer, number) == number  # one id per digest, everywhere
-                assert data.layer_sizes[number] == SIZES[layer]
-    assert len(ids) == len(SIZES)
+    assert data.repositories is snapshot.repositories
+    assert data.layers is snapshot.layers
+
+
+def test_the_index_keeps_a_few_bytes_per_tag_and_no_copy_of_the_layer_ids() -> None:
+    # 2,000 repositories x 10 tags x 7 layers: a copy of the layer ids as Python ints alone would hold 140,000
+    # objects (about 4 MB); positions in policy order are 4 bytes a tag, reference counts 4 bytes a layer.
+    repositories = tuple(RepositoryListing(f"g{number % 9}/r{number}", tuple(
+        ImageListing(f"t{tag}", tuple(f"r{number}-{tag}-{layer}" for layer in range(7)),
+                     created=NOW - tag * DAY) for tag in range(10))) for number in range(2000))
+    snapshot = build_snapshot(Listing(repositories, {f"r{number}-{tag}-{layer}": 1 for number in range(2000)
+                                                     for tag in range(10) for layer in range(7)}), NOW)
+    data = cleanup_input(snapshot)
+    tracemalloc.start()
+    try:
+        index = CleanupIndex(data)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    tags, layers = 20_000, 140_000
+    assert kept < 4 * tags + 4 * layers + 100 * 2000 + 100_000, f"{kept:,} bytes"
+    assert index.simulate(parse_policy({"keep_n": "9"}), NOW).tags_deleted == 2000
 
 
 def test_cleanup_input_refuses_a_snapshot_without_layers() -> None:
