@@ -226,7 +226,8 @@ def parse_duration(parameter: str, text: str) -> datetime.timedelta:
 
 def parse_policy(args: Mapping[str, str]) -> Policy:
     """The policy in request arguments; absent parameters take GitLab's defaults (no keep_n, no older_than,
-    ``name_regex`` ``.*``, no ``name_regex_keep``). Other arguments are ignored."""
+    ``name_regex`` ``.*``, no ``name_regex_keep``), empty ones are refused. Other arguments are ignored here
+    (``web.simulations.parse_request`` refuses unknown ones)."""
     keep_n: int | None = None
     if "keep_n" in args:
         text = args["keep_n"].strip()
@@ -236,8 +237,12 @@ def parse_policy(args: Mapping[str, str]) -> Policy:
     older_than_text = args.get("older_than")
     older_than = None if older_than_text is None else parse_duration("older_than", older_than_text)
     name_regex = args.get("name_regex", DEFAULT_NAME_REGEX)
+    if not name_regex:
+        raise PolicyError("name_regex", f"must not be empty (leave it out for GitLab's default {DEFAULT_NAME_REGEX})")
     delete = compile_pattern("name_regex", name_regex)
     name_regex_keep = args.get("name_regex_keep")
+    if name_regex_keep == "":
+        raise PolicyError("name_regex_keep", "must not be empty (leave it out to keep no tag by its name)")
     keep = None if name_regex_keep is None else compile_pattern("name_regex_keep", name_regex_keep)
     return Policy(keep_n, older_than, older_than_text, name_regex, name_regex_keep, delete, keep)
 

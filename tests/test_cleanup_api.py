@@ -8,9 +8,11 @@ The simulator's rules themselves are test_cleanup's; this checks what a client s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import re
 import tracemalloc
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,7 +22,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitlab_registry_usage_rest.cleanup import CleanupIndex, cleanup_input, parse_policy
+from gitlab_registry_usage_rest.cleanup import CleanupIndex, Scope, cleanup_input, parse_policy
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
@@ -28,7 +30,9 @@ from gitlab_registry_usage_rest.web import simulations
 from gitlab_registry_usage_rest.web.app import create_app
 from tests.support.webapp import FakeDirectory, basic, make_config
 
-NOW = 1_700_000_000.0
+NOW = 1_700_000_000.0  # the clock of the app under test
+TAKEN = NOW - 600  # when the snapshot was taken: every policy is evaluated at this time, not at the clock's
+TAKEN_ISO = "2023-11-14T22:03:20Z"
 DAY = 86400.0
 HOSTILE_TAG = "a" * 100 + "!"  # (a+)+$ on this takes a backtracking engine longer than the universe has left
 
@@ -79,7 +83,7 @@ def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
     """The answer as GitLab's documentation describes the policy, computed the slow, obvious way."""
     keep_n = int(args["keep_n"]) if "keep_n" in args else None
     older = {"30d": 30 * DAY, "10d": 10 * DAY, "1 month": 30 * DAY, "1h": 3600.0}
-    cutoff = NOW - older[args["older_than"]] if "older_than" in args else None
+    cutoff = TAKEN - older[args["older_than"]] if "older_than" in args else None
     deleted: dict[str, list[str]] = {}
     unknown = 0
     for name in names:
@@ -111,6 +115,7 @@ def brute_force(args: Mapping[str, str], names: list[str]) -> dict[str, Any]:
     items.sort(key=lambda item: (-item["freed_size"], item["name"]))
     return {
         "repositories_in_scope": len(names),
+        "unreadable_repositories": sum(1 for name in names if REGISTRY[name] is None),
         "tags_in_scope": sum(len(REGISTRY[name] or {}) for name in names),
         "tags_deleted": len(everything),
         "repositories_affected": len(deleted),
@@ -133,7 +138,7 @@ def describe(args: Mapping[str, str]) -> dict[str, Any]:
 
 @pytest.fixture
 def holder() -> SnapshotHolder:
-    return SnapshotHolder(build_snapshot(listing(), NOW - 600))
+    return SnapshotHolder(build_snapshot(listing(), TAKEN))
 
 
 @pytest.fixture
@@ -186,7 +191,8 @@ def test_cleanup_answers_what_the_policy_deletes_and_frees_set_wise(
     body = get_json(client, path + query, auth)
     self_path = path.replace("team-b/svc", "team-b%2Fsvc")
     assert body == {
-        "timestamp": NOW - 600,
+        "timestamp": TAKEN,
+        "evaluated_at": TAKEN_ISO,
         "policy": describe(args),
         "scope": {"group": group, "repository": repository},
         **brute_force(args, names),
@@ -273,6 +279,106 @@ def test_a_bad_parameter_is_a_400_naming_it(client: FlaskClient, auth: dict[str,
     assert set(body) == {"message", "parameter"}
     assert body["parameter"] == parameter
     assert body["message"].startswith(parameter + ": ")
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("name_regex=", "name_regex"), ("name_regex_keep=", "name_regex_keep"), ("keepn=5", "keepn"),
+    ("keep_n=1&olderthan=30d", "olderthan"), ("embed=1", "embed"), ("limit=5&keep_n=1", "limit"),
+    ("name-regex=v.*", "name-regex"),
+], ids=["empty_name_regex", "empty_keep_regex", "misspelt_keep_n", "misspelt_older_than", "embed", "limit",
+        "dash_for_underscore"])
+@pytest.mark.parametrize("path", ["/cleanup", "/groups/team-a/cleanup", "/repositories/team-a%2Fweb/cleanup"])
+def test_an_empty_regex_or_an_unknown_parameter_is_a_400_naming_it(
+        client: FlaskClient, auth: dict[str, str], path: str, query: str, parameter: str) -> None:
+    for headers in (auth, {**auth, "Accept": "text/csv"}):
+        response = client.get(f"{path}?{query}", headers=headers)
+        assert (response.status_code, response.mimetype) == (400, "application/json"), response.data
+        body = response.get_json()
+        assert body["parameter"] == parameter
+        assert body["message"].startswith(parameter + ": ")
+
+
+def test_several_unknown_parameters_are_named_in_one_message(client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/cleanup?keepn=5&older=30d&keep_n=1", auth, status=400)
+    assert body["parameter"] == "keepn"
+    assert body["message"].startswith("keepn: unknown parameter (also unknown: older); the cleanup endpoints take "
+                                      "keep_n, older_than, name_regex, name_regex_keep, format, view, page")
+
+
+def test_the_page_form_still_treats_empty_fields_as_absent(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/cleanup?keep_n=1&older_than=&name_regex=&name_regex_keep=", headers={**auth, **HTML})
+    assert response.status_code == 200, response.data
+    expected = brute_force({"keep_n": "1"}, list(REGISTRY))
+    assert f'data-tags-deleted="{expected["tags_deleted"]}"' in response.data.decode()
+
+
+def test_a_policy_is_evaluated_at_the_snapshots_time_so_json_csv_and_html_agree_whatever_the_clock() -> None:
+    taken = NOW
+    clock = [taken]
+    only = Listing((RepositoryListing("a/x", (
+        ImageListing("v1", ("l1",), created=taken - 30 * DAY + 1),  # 30 days old a second after the snapshot
+        ImageListing("v0", ("l0",), created=taken - 31 * DAY))),), {"l0": 10, "l1": 20})
+    app = create_app(make_config(), SnapshotHolder(build_snapshot(only, taken)), FakeDirectory(),
+                     clock=lambda: clock[0])
+    client = app.test_client()
+    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    clock[0] = taken + 3600  # an hour later, the same snapshot: v1 is older than 30 days by the clock now
+    first = get_json(client, "/cleanup?older_than=30d", headers)
+    assert (first["tags_deleted"], first["freed_size"], first["evaluated_at"]) == (1, 10, "2023-11-14T22:13:20Z")
+    clock[0] = taken + 7200
+    for number in range(simulations.MAX_RESULTS + 1):  # the kept result goes: a new simulation must agree
+        get_json(client, f"/cleanup?keep_n={number}", headers)
+    csv = client.get("/cleanup?older_than=30d", headers={**headers, "Accept": "text/csv"}).data.decode()
+    assert csv.splitlines()[1:] == ["a/x,10,1,v0"]
+    page = client.get("/cleanup?older_than=30d", headers={**headers, **HTML}).data.decode()
+    assert 'data-tags-deleted="1" ' in page and 'data-freed-size="10" ' in page
+    assert get_json(client, "/cleanup?older_than=30d", headers) == first
+
+
+def test_an_unreadable_repositorys_cleanup_is_a_503_saying_its_tags_could_not_be_read(
+        client: FlaskClient, auth: dict[str, str]) -> None:
+    for headers in (auth, {**auth, "Accept": "text/csv"}):
+        response = client.get("/repositories/broken/cleanup?keep_n=1", headers=headers)
+        assert (response.status_code, response.mimetype) == (503, "application/json")
+        assert int(response.headers["Retry-After"]) > 0
+        assert response.get_json() == {"message": "The tags of broken could not be read in the last crawl: what a "
+                                                  "cleanup would delete there is unknown until a crawl reads them"}
+    page = client.get("/repositories/broken/cleanup?keep_n=1", headers={**auth, **HTML})
+    assert (page.status_code, page.mimetype) == (503, "text/html")
+    assert "could not be read in the last crawl" in page.data.decode()
+
+
+def test_cleanup_answers_count_the_unreadable_repositories_they_cover(client: FlaskClient,
+                                                                      auth: dict[str, str]) -> None:
+    assert get_json(client, "/cleanup", auth)["unreadable_repositories"] == 1
+    assert get_json(client, "/groups/broken/cleanup", auth)["unreadable_repositories"] == 1
+    assert get_json(client, "/groups/team-a/cleanup", auth)["unreadable_repositories"] == 0
+    page = client.get("/cleanup?keep_n=1", headers={**auth, **HTML}).data.decode()
+    assert 'id="unreadable"' in page and "may be overstated" in page
+    assert 'id="unreadable"' not in client.get("/groups/team-a/cleanup?keep_n=1", headers={**auth, **HTML}
+                                               ).data.decode()
+
+
+def test_a_request_whose_snapshot_is_replaced_before_it_simulates_answers_from_the_new_one(
+        monkeypatch: pytest.MonkeyPatch, holder: SnapshotHolder, client: FlaskClient, auth: dict[str, str]) -> None:
+    newer = build_snapshot(listing(), TAKEN + 60)
+    built: list[object] = []
+    original_index, original_init = simulations.Simulations.index, CleanupIndex.__init__
+
+    def refreshed_meanwhile(self: simulations.Simulations, snapshot: Any) -> CleanupIndex:
+        holder.replace(newer)  # the refresh lands after the request took its snapshot, before it simulates
+        return original_index(self, snapshot)
+
+    def counting(self: CleanupIndex, data: Any) -> None:
+        built.append(data.repositories)
+        original_init(self, data)
+
+    monkeypatch.setattr(simulations.Simulations, "index", refreshed_meanwhile)
+    monkeypatch.setattr(CleanupIndex, "__init__", counting)
+    body = get_json(client, "/cleanup?keep_n=1", auth)
+    assert body["timestamp"] == TAKEN + 60
+    assert built == [newer.repositories], "no index was built for the replaced snapshot"
 
 
 def test_cleanup_needs_a_token(client: FlaskClient) -> None:
@@ -417,6 +523,37 @@ def test_browser_page_without_layers_is_a_503_saying_so(holder: SnapshotHolder, 
     response = client.get("/cleanup?keep_n=1", headers={**auth, **HTML})
     assert (response.status_code, response.mimetype) == (503, "text/html")
     assert "unknown until the next refresh" in response.data.decode()
+
+
+# --- the index of the snapshot served ------------------------------------------------------------------------
+
+def test_an_index_is_never_built_for_a_snapshot_no_longer_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = build_snapshot(listing(), TAKEN), build_snapshot(listing(), TAKEN + 60)
+    holder = SnapshotHolder(old)
+    kept = simulations.Simulations(holder.current)
+    old_index = kept.index(old)
+    holder.replace(new)
+    new_index = kept.index(new)
+    # A slow request still holding the old snapshot neither builds its index again nor evicts the new one.
+    with pytest.raises(simulations.Superseded):
+        kept.index(old)
+    with pytest.raises(simulations.Superseded):
+        kept.result(old, parse_policy({}), Scope(), ())
+    assert kept.index(new) is new_index
+    # The old index went when the new one was built, and with it the old snapshot's figures.
+    gone = weakref.ref(old_index)
+    del old_index
+    gc.collect()
+    assert gone() is None
+
+
+def test_the_result_of_a_query_is_kept_and_measured_from_the_snapshots_time() -> None:
+    snapshot = build_snapshot(listing(), TAKEN)
+    kept = simulations.Simulations(lambda: snapshot)
+    policy, query = simulations.parse_request({"older_than": "30d"})
+    first = kept.result(snapshot, policy, Scope(), query)
+    assert first.evaluated_at == TAKEN
+    assert kept.result(snapshot, policy, Scope(), query) is first
 
 
 # --- the simulator's input -----------------------------------------------------------------------------------

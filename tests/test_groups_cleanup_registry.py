@@ -38,8 +38,8 @@ LAYERS = {
 }
 TIE = "2023-03-01T00:00:00Z"  # team/app's rc and v2: equal times, ordered by name
 GROUP_FIELDS = ("name", "size", "disk_size", "unique_size", "repository_count", "tag_count")
-CLEANUP_FIELDS = ("repositories_in_scope", "tags_in_scope", "tags_deleted", "repositories_affected", "freed_size",
-                  "tags_created_unknown")
+CLEANUP_FIELDS = ("repositories_in_scope", "unreadable_repositories", "tags_in_scope", "tags_deleted",
+                  "repositories_affected", "freed_size", "tags_created_unknown")
 ITEM_FIELDS = ("name", "freed_size", "tags_deleted", "tags")
 
 
@@ -373,8 +373,10 @@ def _served_cleanup(service: ServiceProcess, alice: dict[str, str], case: Case) 
 def test_cleanup_deletes_and_frees_what_gitlabs_rules_say(
     service: ServiceProcess, alice: dict[str, str], expected: Expected, case: Case
 ) -> None:
-    now = time.time()
     served, body = _served_cleanup(service, alice, case)
+    # Evaluated at the data's time, whenever asked.
+    now = datetime.fromisoformat(body["evaluated_at"]).timestamp()
+    assert abs(now - body["timestamp"]) < 0.001, (body["evaluated_at"], body["timestamp"])
     assert served == _expected_cleanup(expected, case, now)
     policy = case.policy
     assert _figures(body["policy"], ("keep_n", "older_than", "name_regex", "name_regex_keep")) == {

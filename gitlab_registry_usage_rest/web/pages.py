@@ -1120,6 +1120,16 @@ def _policy_text(result: CleanupResult) -> str:
     return '<p class="muted" id="policy">Policy: ' + "; ".join(parts) + "; never <code>latest</code>.</p>"
 
 
+def _unreadable(count: int, where: str, consequence: str, figures: str) -> str:
+    """A warning that ``count`` repositories ``where`` have no figures, so ``figures`` may be overstated."""
+    if not count:
+        return ""
+    return (f'<p class="message" id="unreadable" data-unreadable-repositories="{count}">'
+            f"{_count(count, 'repository')} {_e(where)} could not be read in the last crawl: {_e(consequence)} "
+            f"their layers, unknown here, may be shared with what is counted, so {_e(figures)} may be overstated."
+            "</p>")
+
+
 def _unknown_ages(result: CleanupResult) -> str:
     """The tags kept only because their creation time is unknown, in one sentence (none: nothing)."""
     count = result.tags_created_unknown
@@ -1133,7 +1143,7 @@ def _unknown_ages(result: CleanupResult) -> str:
 
 def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[str, str]) -> str:
     policy_args: dict[str, str | None] = {key: query[key] for key in POLICY_FIELDS if key in query}
-    own_sum = sum(entry.freed_size for entry in result.repositories)
+    own_sum = result.own_freed_size
     if result.freed_size > own_sum:
         together = (f"Here that is {_bytes(result.freed_size - own_sum)} more than the sum of what each "
                     f"repository's deletions free alone ({_bytes(own_sum)}): layers shared by deleted tags of several "
@@ -1144,17 +1154,23 @@ def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[
         f'<section id="cleanup-result" data-tags-deleted="{result.tags_deleted}" '
         f'data-repositories-affected="{result.repositories_affected}" data-freed-size="{result.freed_size}" '
         f'data-tags-in-scope="{result.tags_in_scope}" data-repositories-in-scope="{result.repositories_in_scope}" '
-        f'data-own-freed-size="{own_sum}" data-tags-created-unknown="{result.tags_created_unknown}">'
+        f'data-own-freed-size="{own_sum}" data-tags-created-unknown="{result.tags_created_unknown}" '
+        f'data-unreadable-repositories="{result.unreadable_repositories}">'
         f'<p class="verdict">Would delete <strong>{result.tags_deleted:,}</strong> tag'
         f'{"" if result.tags_deleted == 1 else "s"} in <strong>{result.repositories_affected:,}</strong> '
         f'repositor{"y" if result.repositories_affected == 1 else "ies"} and free '
         f'<strong>{_bytes(result.freed_size)}</strong>.</p>'
         + _policy_text(result)
+        + f'<p class="muted" id="evaluated-at" data-evaluated-at="{result.evaluated_at!r}">Ages are measured from '
+        f'the data\'s time, <time datetime="{iso(result.evaluated_at)}">{iso(result.evaluated_at)}</time>, so this '
+        "answer stays the same until the next refresh.</p>"
         + f'<p class="muted">Of {result.tags_in_scope:,} tags in {result.repositories_in_scope:,} repositories in '
         "scope. Freed space is counted set-wise across the whole registry, as garbage collection frees it: a layer "
         "is freed when every tag that references it, in any repository, is deleted, so a tag sharing its manifest "
         "or layers with a kept tag frees none of them, and deletions in several repositories together can free "
-        f"more than the sum of each repository's alone. {together}</p>{_unknown_ages(result)}</section>")
+        f"more than the sum of each repository's alone. {together}</p>"
+        + _unreadable(result.unreadable_repositories, "in scope", "nothing is deleted there, and", "freed sizes")
+        + f"{_unknown_ages(result)}</section>")
     page, pages, first = _window(result.repositories, _page_number(query))
     shown = result.repositories[first:first + PAGE_ROWS]
     rows = [

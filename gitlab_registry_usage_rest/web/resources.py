@@ -30,6 +30,8 @@ from .tokens import VerifiedTokens
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Answers tried per request when refreshes keep replacing the snapshot under it (each a cleanup simulation).
+ATTEMPTS = 3
 
 
 def _token_required(method: F) -> F:
@@ -140,50 +142,47 @@ class _SimulatingResource(_DataResource):
         super().__init__(snapshots, cache, tokens, clock)
         self._simulations = simulations
 
-    def _cleanup(self, snapshot: Snapshot | None, scope: Scope, path: str, stem: str, title: str) -> Response:
-        """The simulator's answer for ``scope``: JSON, CSV, the page people read, or the API view in a browser.
+    def _answer(self, answer: Callable[[Snapshot | None], Response]) -> Response:
+        """``answer`` for the current snapshot, again for the new one where a refresh replaced it meanwhile (the
+        simulator builds nothing for a snapshot no longer served)."""
+        for _ in range(ATTEMPTS):
+            try:
+                return answer(self._snapshots.current())
+            except simulations.Superseded:
+                continue
+        return _retry_later(json_error(503, "The data was refreshed while answering; try again"))
 
-        Simulated once per snapshot and policy: ``now`` is the time of the first request that asked, which a
-        refresh (the data's own age) moves on.
-        """
+    def _cleanup(self, snapshot: Snapshot, scope: Scope, path: str, stem: str, title: str) -> Response:
+        """The simulator's answer for ``scope``: JSON, CSV, the page people read, or the API view in a browser.
+        The rules are ``simulations``'; the clock only dates the page's ages."""
         csv = export.wants_csv()
         page = not csv and _page_wanted()
-        now, base, args = self._clock(), request.script_root, request.args
-        if page and snapshot is None:
-            return _retry_later(html_response(
-                pages.cleanup_page(None, None, None, args, base, g.get("user"), now=now, scope=scope), 503))
-        if snapshot is None:
-            return _no_data()
-        # The page's form sends all four fields: one left empty there means no such rule (the API refuses it).
-        asked = {name: value for name, value in args.items() if value or name not in simulations.POLICY_PARAMETERS} \
-            if page else args
+        base, args = request.script_root, request.args
+
+        def shown(result: CleanupResult | None = None, error: PolicyError | None = None, status: int = 200
+                  ) -> Response:
+            return html_response(pages.cleanup_page(snapshot, result, error, args, base, g.get("user"),
+                                                    now=self._clock(), scope=scope), status)
+
         try:
-            policy = simulations.parse_request(asked)
+            policy, query = simulations.parse_request(args, form=page)
+            simulations.check_simulable(snapshot, scope)
         except PolicyError as error:
             if page:
-                return html_response(
-                    pages.cleanup_page(snapshot, None, error, args, base, g.get("user"), now=now, scope=scope), 400)
+                return shown(error=error, status=400)
             response = jsonify({"message": str(error), "parameter": error.parameter})
             response.status_code = 400
             return response
-        if not simulations.has_layers(snapshot):
-            message = ("This data was read from an older data file: the layers a cleanup frees are unknown until "
-                       "the next refresh")
-            if page:
-                return _retry_later(html_response(pages.cleanup_page(
-                    snapshot, None, PolicyError("data", message), args, base, g.get("user"), now=now, scope=scope),
-                    503))
-            return _retry_later(json_error(503, message))
-        query = simulations.policy_query(asked)
+        except simulations.Unavailable as unavailable:
+            return _retry_later(shown(error=PolicyError("data", unavailable.message), status=503) if page
+                                else json_error(503, unavailable.message))
 
         def simulate() -> CleanupResult:
-            return self._simulations.result(snapshot, policy, scope, query, now)
+            return self._simulations.result(snapshot, policy, scope, query)
 
         if page:
             # Nothing asked yet: the form, filled in with GitLab's usual policy.
-            result = simulate() if any(name in args for name in simulations.POLICY_PARAMETERS) else None
-            return html_response(pages.cleanup_page(snapshot, result, None, args, base, g.get("user"), now=now,
-                                                    scope=scope))
+            return shown(simulate() if simulations.policy_asked(args) else None)
         key = ("cleanup", scope, query)
         if csv:
             return export.respond_csv(self._cache, snapshot, (key, base), export.CLEANUP_COLUMNS,
@@ -193,14 +192,26 @@ class _SimulatingResource(_DataResource):
         return respond(self._cache, snapshot, key, options,
                        lambda: simulations.cleanup_document(snapshot, simulate(), path, query, base, limit), title)
 
+    def _no_snapshot(self, scope: Scope) -> Response:
+        """Before the first crawl: 503, as the page people read or as JSON."""
+        if not export.wants_csv() and _page_wanted():
+            return _retry_later(html_response(pages.cleanup_page(
+                None, None, None, request.args, request.script_root, g.get("user"), now=self._clock(), scope=scope),
+                503))
+        return _no_data()
+
 
 class Cleanup(_SimulatingResource):
     """``/cleanup``: what a cleanup policy would delete in the whole registry, and free."""
 
     @_token_required
     def get(self) -> Response:
-        return self._cleanup(self._snapshots.current(), Scope(), hal.cleanup_path(request.script_root), "cleanup",
-                             "Cleanup")
+        return self._answer(self._get)
+
+    def _get(self, snapshot: Snapshot | None) -> Response:
+        if snapshot is None:
+            return self._no_snapshot(Scope())
+        return self._cleanup(snapshot, Scope(), hal.cleanup_path(request.script_root), "cleanup", "Cleanup")
 
 
 class Groups(_DataResource):
@@ -234,7 +245,9 @@ class GroupPath(_SimulatingResource):
 
     @_token_required
     def get(self, path: str) -> Response:
-        snapshot = self._snapshots.current()
+        return self._answer(lambda snapshot: self._get(snapshot, path))
+
+    def _get(self, snapshot: Snapshot | None, path: str) -> Response:
         if snapshot is None:
             return _no_data()
         try:
@@ -277,11 +290,11 @@ class RepositoryPath(_SimulatingResource):
 
     @_token_required
     def get(self, path: str) -> Response:
-        snapshot = self._snapshots.current()
+        return self._answer(lambda snapshot: self._get(snapshot, path))
+
+    def _get(self, snapshot: Snapshot | None, path: str) -> Response:
         if snapshot is None:
-            response = json_error(503, "No registry data has been collected yet; try again shortly")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
+            return _no_data()
         try:
             candidates = hal.resolve(_raw_subpath(path))
         except UnicodeDecodeError:
