@@ -99,7 +99,7 @@ def create_app(
     tokens = VerifiedTokens()
     data = {"snapshots": snapshots, "cache": RenderCache(), "tokens": tokens, "clock": clock}
     api.add_resource(Repositories, "/repositories", resource_class_kwargs=data)
-    simulating = {**data, "simulations": Simulations()}
+    simulating = {**data, "simulations": Simulations(snapshots.current)}
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=simulating)
     api.add_resource(Groups, "/groups", resource_class_kwargs={**data, "overviews": Overviews(pages.GroupsOverview)})
     api.add_resource(GroupPath, "/groups/<path:path>", resource_class_kwargs=simulating)
