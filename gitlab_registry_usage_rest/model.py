@@ -123,7 +123,9 @@ class GroupUsage:
     ``size`` and ``disk_size`` sum the covered repositories' (so sibling groups add up to their parent);
     ``unique_size`` is what deleting every covered repository frees (``None`` where the layers are unknown).
     ``subgroups`` and ``repositories`` are its direct children, by name: together they cover exactly what the
-    group covers, each repository once.
+    group covers, each repository once. ``unreadable_repositories`` counts the covered repositories whose tags
+    could not be read: they add nothing to the sums, and their layers, unknown, may be shared, so ``unique_size``
+    may be overstated.
     """
 
     name: str
@@ -134,6 +136,7 @@ class GroupUsage:
     tag_count: int
     subgroups: tuple[str, ...]
     repositories: tuple[str, ...]
+    unreadable_repositories: int = 0
 
     @property
     def parent(self) -> str | None:
@@ -149,6 +152,9 @@ class Snapshot:
     ``errors`` are the crawl's repositories without figures, ``warnings`` what else it could not read.
     ``layers`` is ``None`` for a snapshot read from an older data file, which kept no layers; ``groups``
     (by name) are computed with the figures (``sizes.build_snapshot``, ``sizes.group_usage``).
+
+    Derived once, on construction: the registry's totals (``total_size``, ``total_disk_size``, ``tag_count``;
+    repositories without figures count 0) and ``by_name``, the repositories sorted by name (for ``sizes.covered``).
     """
 
     timestamp: float
@@ -157,13 +163,23 @@ class Snapshot:
     warnings: tuple[str, ...] = ()
     layers: LayerTable | None = None
     groups: tuple[GroupUsage, ...] = field(default=(), compare=False)  # derived from the two above
+    total_size: int = field(init=False, repr=False, compare=False)
+    total_disk_size: int = field(init=False, repr=False, compare=False)
+    tag_count: int = field(init=False, repr=False, compare=False)
+    by_name: tuple[RepositoryUsage, ...] = field(init=False, repr=False, compare=False)
     _index: Mapping[str, RepositoryUsage] = field(init=False, repr=False, compare=False)
     _group_index: Mapping[str, GroupUsage] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        index = {repository.name: repository for repository in self.repositories}
+        repositories = self.repositories
+        index = {repository.name: repository for repository in repositories}
         object.__setattr__(self, "_index", MappingProxyType(index))
         object.__setattr__(self, "_group_index", MappingProxyType({group.name: group for group in self.groups}))
+        object.__setattr__(self, "total_size", sum(repository.size or 0 for repository in repositories))
+        object.__setattr__(self, "total_disk_size", sum(repository.disk_size or 0 for repository in repositories))
+        object.__setattr__(self, "tag_count", sum(len(repository.tags or ()) for repository in repositories))
+        # A crawl lists the catalog sorted, so this is one linear pass of the sort in the usual case.
+        object.__setattr__(self, "by_name", tuple(sorted(repositories, key=_name)))
 
     def repository(self, name: str) -> RepositoryUsage | None:
         return self._index.get(name)
@@ -174,3 +190,7 @@ class Snapshot:
     def top_level_groups(self) -> list[GroupUsage]:
         """The groups of depth 1, by name."""
         return [group for group in self.groups if "/" not in group.name]
+
+
+def _name(repository: RepositoryUsage) -> str:
+    return repository.name

@@ -29,8 +29,9 @@ crawl knows it, else the new snapshot's time.
 
 from __future__ import annotations
 
+import bisect
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .model import GroupUsage, ImageListing, LayerTable, Listing, RepositoryUsage, Snapshot, TagUsage
@@ -181,16 +182,17 @@ def group_usage(repositories: Sequence[RepositoryUsage], layers: LayerTable | No
     for repository, member_of in zip(repositories, memberships, strict=True):
         if repository.name in existing and repository.name not in member_of:
             member_of.append(repository.name)  # the group's own image
-    groups: dict[str, list[int]] = {}  # name -> [size, disk_size, repository_count, tag_count]
+    groups: dict[str, list[int]] = {}  # name -> [size, disk_size, repository_count, tag_count, unreadable]
     for repository, member_of in zip(repositories, memberships, strict=True):
         for group in member_of:
             totals = groups.get(group)
             if totals is None:
-                groups[group] = totals = [0, 0, 0, 0]
+                groups[group] = totals = [0, 0, 0, 0, 0]
             totals[0] += repository.size or 0
             totals[1] += repository.disk_size or 0
             totals[2] += 1
             totals[3] += len(repository.tags or ())
+            totals[4] += repository.tags is None
     unique = None if layers is None else _group_unique(repositories, layers, set(groups))
     children: dict[str, list[str]] = {group: [] for group in groups}
     direct: dict[str, list[str]] = {group: [] for group in groups}
@@ -204,9 +206,59 @@ def group_usage(repositories: Sequence[RepositoryUsage], layers: LayerTable | No
         GroupUsage(name=group, size=totals[0], disk_size=totals[1],
                    unique_size=None if unique is None else unique.get(group, 0),
                    repository_count=totals[2], tag_count=totals[3],
-                   subgroups=tuple(sorted(children[group])), repositories=tuple(sorted(direct[group])))
+                   subgroups=tuple(sorted(children[group])), repositories=tuple(sorted(direct[group])),
+                   unreadable_repositories=totals[4])
         for group, totals in sorted(groups.items())
     )
+
+
+def covered(snapshot: Snapshot, group: str) -> list[RepositoryUsage]:
+    """The repositories a group path covers, by name: the one named so and those starting with it and ``/``
+    (whether or not ``group`` is a group). Two binary searches in ``snapshot.by_name`` and a slice: the cost is
+    what is covered, not the registry."""
+    ordered = snapshot.by_name
+
+    def at(name: str) -> int:
+        return bisect.bisect_left(ordered, name, key=_name)
+
+    exact = at(group)
+    found = [ordered[exact]] if exact < len(ordered) and ordered[exact].name == group else []
+    # Below it: names from "group/" up to "group0" ("0" follows "/"); "group-x" and "group.x" sort between.
+    return found + list(ordered[at(group + "/"):at(group + "0")])
+
+
+def covered_disk_size(snapshot: Snapshot, path: str) -> int:
+    """The disk size of what ``path`` covers: the group's figure, else the repository's (unknown: 0), else 0."""
+    group = snapshot.group(path)
+    if group is not None:
+        return group.disk_size
+    repository = snapshot.repository(path)
+    return (repository.disk_size or 0) if repository is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTotals:
+    """The sums over groups that do not overlap (one depth): what they cover, each repository once."""
+
+    size: int
+    disk_size: int
+    repository_count: int
+    tag_count: int
+
+
+def group_totals(groups: Iterable[GroupUsage]) -> GroupTotals:
+    """``GroupTotals`` of ``groups``, which must not overlap (groups of one depth)."""
+    size = disk_size = repository_count = tag_count = 0
+    for group in groups:
+        size += group.size
+        disk_size += group.disk_size
+        repository_count += group.repository_count
+        tag_count += group.tag_count
+    return GroupTotals(size, disk_size, repository_count, tag_count)
+
+
+def _name(repository: RepositoryUsage) -> str:
+    return repository.name
 
 
 def _group_unique(repositories: Sequence[RepositoryUsage], layers: LayerTable, groups: set[str]) -> dict[str, int]:

@@ -91,6 +91,25 @@ def test_groups_csv_is_one_row_per_top_level_group_by_name(client: tuple[FlaskCl
     )
 
 
+def test_a_groups_csv_is_every_repository_it_covers_with_the_repository_columns(
+        client: tuple[FlaskClient, dict[str, str]]) -> None:
+    web, auth = client
+    body = download(web, "/groups/b?format=csv", auth)
+    assert body == (
+        b"name,size,disk_size,unique_size,tag_count\r\n"
+        b"b/sub/job,12,12,12,2\r\n"
+        b"b/web,2030,1030,30,2\r\n"
+    )
+    assert download(web, "/groups/b", {**auth, **CSV}) == body
+    # Fit for chargeback: the rows' disk sizes add up to the group's.
+    group = json.loads(web.get("/groups/b", headers=auth).data)
+    assert sum(int(row[2]) for row in rows(body)[1:]) == group["disk_size"]
+    assert [row[0] for row in rows(download(web, "/groups/b?format=csv&sort=-size&limit=1", auth))] == [
+        "name", "b/web"]
+    assert download(web, "/groups/b/sub?format=csv", auth) == (
+        b"name,size,disk_size,unique_size,tag_count\r\nb/sub/job,12,12,12,2\r\n")
+
+
 def test_cleanup_csv_lists_each_affected_repository_with_its_deleted_tags(
         client: tuple[FlaskClient, dict[str, str]]) -> None:
     web, auth = client
@@ -114,6 +133,7 @@ def test_cleanup_csv_lists_each_affected_repository_with_its_deleted_tags(
     ("/repositories?prefix=b/", "repositories-b.csv"),
     ("/groups", "groups.csv"),
     ("/groups?depth=2", "groups-depth-2.csv"),
+    ("/groups/b/sub", "group-b_sub.csv"),
     ("/cleanup", "cleanup.csv"),
     ("/groups/b/sub/cleanup", "cleanup-b_sub.csv"),
     ("/repositories/a%2F%22quoted%22%2C%20name/cleanup", "cleanup-a_quoted_name.csv"),

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gitlab_registry_usage_rest import sizes
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
@@ -63,6 +64,7 @@ def expected_figures(group: str, disk_sizes: dict[str, int | None]) -> dict[str,
         "name": group, "size": size, "disk_size": sum(disk_sizes[name] or 0 for name in inside),
         "unique_size": unique, "repository_count": len(inside),
         "tag_count": sum(len(REPOSITORIES[name] or {}) for name in inside),
+        "unreadable_repositories": sum(1 for name in inside if REPOSITORIES[name] is None),
     }
 
 
@@ -184,6 +186,17 @@ def test_groups_prefix_is_refused(client: FlaskClient, auth: dict[str, str]) -> 
         "message": "prefix is accepted on /repositories only"}
 
 
+def test_groups_self_link_carries_the_depth_as_next_and_prev_do(client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/groups?depth=2&links=1", auth)["_links"]["self"] == {"href": "/groups?depth=2"}
+    assert get_json(client, "/groups?depth=1&links=1", auth)["_links"]["self"] == {"href": "/groups"}
+    second = get_json(client, "/groups?depth=2&limit=1&offset=1&links=1", auth)
+    assert second["_links"]["self"] == {"href": "/groups?depth=2"}
+    assert second["_links"]["prev"] == {"href": "/groups?links=true&depth=2&limit=1&offset=0"}
+    assert get_json(client, second["_links"]["self"]["href"], auth)["group_count"] == 2
+    assert get_json(client, second["_links"]["prev"]["href"], auth)["_links"]["items"] == [
+        {"href": "/groups/ops%2Fcleanup", "title": "ops/cleanup"}]
+
+
 def test_groups_limit_and_offset_page_with_next_and_prev_keeping_depth_and_sort(
         client: FlaskClient, auth: dict[str, str]) -> None:
     body = get_json(client, "/groups?sort=-name&limit=2&offset=1&links=1&embed=1", auth)
@@ -251,7 +264,64 @@ def test_group_with_links_and_embedded_children(client: FlaskClient, auth: dict[
 
 def test_group_without_parameters_has_no_links(client: FlaskClient, auth: dict[str, str]) -> None:
     assert set(get_json(client, "/groups/team-a", auth)) == {
-        "name", "size", "disk_size", "unique_size", "repository_count", "tag_count"}
+        "name", "size", "disk_size", "unique_size", "repository_count", "tag_count", "unreadable_repositories"}
+
+
+def test_a_group_counts_the_repositories_it_covers_whose_tags_could_not_be_read(
+        client: FlaskClient, auth: dict[str, str]) -> None:
+    assert get_json(client, "/groups/broken", auth)["unreadable_repositories"] == 1
+    assert [item["unreadable_repositories"] for item in get_json(client, "/groups?embed=1", auth)[
+        "_embedded"]["items"]] == [1 if name == "broken" else 0 for name in TOP_LEVEL]
+
+
+def test_a_groups_sort_limit_and_offset_window_its_direct_repositories_with_next_and_prev(
+        client: FlaskClient, auth: dict[str, str], disk_sizes: dict[str, int | None]) -> None:
+    by_disk = sorted(["team-a/api", "team-a/web"], key=lambda name: disk_sizes[name] or 0, reverse=True)
+    first = get_json(client, "/groups/team-a?sort=-disk_size&limit=1&links=1&embed=1", auth)
+    assert first["_links"]["repositories"] == [{"href": "/repositories/" + quote(by_disk[0], safe=""),
+                                                "title": by_disk[0]}]
+    assert [item["name"] for item in first["_embedded"]["repositories"]] == by_disk[:1]
+    assert first["_links"]["subgroups"] == [{"href": "/groups/team-a/tools", "title": "team-a/tools"}]
+    assert first["_links"]["next"] == {"href": "/groups/team-a?embed=1&links=true&sort=-disk_size&limit=1&offset=1"}
+    assert "prev" not in first["_links"]
+    second = get_json(client, first["_links"]["next"]["href"], auth)
+    assert [item["name"] for item in second["_embedded"]["repositories"]] == by_disk[1:]
+    assert "next" not in second["_links"]
+    assert get_json(client, second["_links"]["prev"]["href"], auth) == first
+    # The figures are the group's, whatever the window.
+    assert {key: second[key] for key in expected_figures("team-a", disk_sizes)} == expected_figures(
+        "team-a", disk_sizes)
+    by_name = get_json(client, "/groups/team-a?sort=-name&links=1", auth)["_links"]["repositories"]
+    assert [link["title"] for link in by_name] == ["team-a/web", "team-a/api"]
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("sort=repository_count", "sort must be one of name, size, disk_size, unique_size, with '-' in front for "
+                              "descending order"),
+    ("limit=0", "limit must be a whole number from 1 to 100000"),
+    ("offset=x", "offset must be a whole number from 0 to 1000000000"),
+])
+def test_a_groups_window_that_cannot_apply_to_repositories_is_a_400_naming_it(
+        client: FlaskClient, auth: dict[str, str], query: str, message: str) -> None:
+    assert get_json(client, f"/groups/team-a?{query}", auth, status=400) == {"message": message}
+
+
+@pytest.mark.parametrize("name", [*GROUPS, "team-a/web", "team", "team-a/tool", "nope", "ops/cleanup/job", "t"])
+def test_covered_is_the_repository_named_so_and_those_below_by_name(holder: SnapshotHolder, name: str) -> None:
+    snapshot = holder.current()
+    assert snapshot is not None
+    assert [repository.name for repository in sizes.covered(snapshot, name)] == sorted(covered(name))
+
+
+def test_the_snapshots_totals_are_the_sums_over_its_repositories(client: FlaskClient, auth: dict[str, str],
+                                                                  holder: SnapshotHolder) -> None:
+    snapshot = holder.current()
+    assert snapshot is not None
+    body = get_json(client, "/repositories", auth)
+    assert (snapshot.total_size, snapshot.total_disk_size, snapshot.tag_count) == (
+        body["total_size"], body["total_disk_size"], body["tag_count"])
+    assert snapshot.total_size == sum(SIZES[layer] for tags in REPOSITORIES.values() for layers in (tags or {}).values()
+                                      for layer in layers)
 
 
 @pytest.mark.parametrize("path", ["team-a/tools", "team-a%2Ftools", "team-a%2ftools"])

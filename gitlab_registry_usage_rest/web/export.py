@@ -1,4 +1,5 @@
-"""CSV exports of ``/repositories``, ``/groups`` and the cleanup answers, for spreadsheets and chargeback scripts.
+"""CSV exports of ``/repositories``, ``/groups``, ``/groups/<path>`` (every repository the group covers) and the
+cleanup answers, for spreadsheets and chargeback scripts.
 
 Asked for with ``Accept: text/csv``, or ``?format=csv`` (a link on a page cannot set a header). One header row whose
 columns are named as the JSON fields, then one row per item, every item rather than a page (unless ``limit`` or
@@ -8,6 +9,10 @@ requires (lines end in CRLF). Rendered once per snapshot and query through the r
 Spreadsheet formula injection (OWASP "CSV Injection"): a text cell that starts with ``=``, ``+``, ``-``, ``@``, a
 tab or a carriage return would be run as a formula by Excel or LibreOffice, and names come from whoever may push;
 such a cell gets a leading apostrophe, which spreadsheets show as text. Numbers are written as they are.
+
+A cleanup CSV has one row per affected repository, with that repository's own ``freed_size``: what its deletions
+alone free. Their sum can be less than what all the deletions free together (a layer shared by deleted tags of
+several repositories): that set-wise total is the JSON answer's ``freed_size``, and has no row here.
 """
 
 from __future__ import annotations
@@ -95,5 +100,6 @@ def group_rows(groups: Iterable[GroupUsage]) -> list[Row]:
 
 
 def cleanup_rows(result: CleanupResult) -> list[Row]:
-    """One row per affected repository, its deleted tags separated by spaces (tag names cannot hold one)."""
+    """One row per affected repository with its own freed size (not the set-wise total, see the module), its
+    deleted tags separated by spaces (tag names cannot hold one)."""
     return [(entry.name, entry.freed_size, entry.tags_deleted, " ".join(entry.tags)) for entry in result.repositories]

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
 
 from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
+from ..sizes import covered
 from .humanize import iso_millis
 
 Document = dict[str, Any]
@@ -182,6 +183,11 @@ def select_repositories(snapshot: Snapshot, window: Window) -> list[RepositoryUs
     return _window(_with_prefix(snapshot, window.prefix), window)
 
 
+def select_covered(snapshot: Snapshot, group: GroupUsage, window: Window) -> list[RepositoryUsage]:
+    """Every repository ``group`` covers, by name, then in ``window``'s order and cut (for exports)."""
+    return _window(covered(snapshot, group.name), window)
+
+
 def select_groups(snapshot: Snapshot, depth: int, window: Window) -> list[GroupUsage]:
     """The groups ``/groups?depth=`` lists for ``window``, in its order (for exports)."""
     return _window(groups_at(snapshot, depth), window)
@@ -274,10 +280,10 @@ def groups_document(snapshot: Snapshot | None, options: Options, depth: int = 1)
     }
     shown = _window(matching, options.window)
     if options.links:
-        links: Document = {"self": {"href": groups_path(options.base)}}
+        extra = {"depth": None if depth == 1 else str(depth)}
+        links: Document = {"self": {"href": _with_query(groups_path(options.base), extra)}}
         links["items"] = [{"href": group_path(options.base, group.name), "title": group.name} for group in shown]
-        links.update(_paging_links(groups_path(options.base), options, len(matching),
-                                   {"depth": None if depth == 1 else str(depth)}))
+        links.update(_paging_links(groups_path(options.base), options, len(matching), extra))
         document["_links"] = links
     if options.embed > 0:
         inner = _deeper(options)
@@ -291,7 +297,11 @@ def groups_at(snapshot: Snapshot, depth: int) -> list[GroupUsage]:
 
 
 def group_document(snapshot: Snapshot, group: GroupUsage, options: Options) -> Document:
-    """``/groups/<path>``: the group's figures, linking up, to its subgroups and to its direct repositories."""
+    """``/groups/<path>``: the group's figures, linking up, to its subgroups and to its direct repositories.
+
+    The window (``sort``, ``limit``, ``offset``, with ``next``/``prev``) applies to its direct repositories, in
+    the links and embedded alike; the subgroups are listed whole, by name (a page for people: a page of them).
+    """
     document: Document = {
         "name": group.name,
         "size": group.size,
@@ -299,25 +309,35 @@ def group_document(snapshot: Snapshot, group: GroupUsage, options: Options) -> D
         "unique_size": group.unique_size,
         "repository_count": group.repository_count,
         "tag_count": group.tag_count,
+        "unreadable_repositories": group.unreadable_repositories,
     }
-    # A page for people lists a page of each; the JSON API lists them all.
     subgroups = group.subgroups[:options.page_size]
-    repositories = group.repositories[:options.page_size]
+    direct = [_known(snapshot.repository(name)) for name in group.repositories]
+    repositories = _window(direct, options.window)
     if options.links:
         parent = group.parent
+        path = group_path(options.base, group.name)
         document["_links"] = {
-            "self": {"href": group_path(options.base, group.name)},
+            "self": {"href": path},
             "up": {"href": groups_path(options.base) if parent is None else group_path(options.base, parent)},
             "subgroups": [{"href": group_path(options.base, name), "title": name} for name in subgroups],
-            "repositories": [{"href": repository_path(options.base, name), "title": name} for name in repositories],
+            "repositories": [{"href": repository_path(options.base, repository.name), "title": repository.name}
+                             for repository in repositories],
+            **_paging_links(path, options, len(direct)),
         }
     if options.embed > 0:
         inner = _deeper(options)
         document["_embedded"] = {
             "subgroups": [group_document(snapshot, _known(snapshot.group(name)), inner) for name in subgroups],
-            "repositories": [repository_document(_known(snapshot.repository(name)), inner) for name in repositories],
+            "repositories": [repository_document(repository, inner) for repository in repositories],
         }
     return document
+
+
+def _with_query(path: str, query: Mapping[str, str | None]) -> str:
+    """``path`` with the parameters that have a value."""
+    given = {key: value for key, value in query.items() if value is not None}
+    return f"{path}?{urlencode(given)}" if given else path
 
 
 Known = TypeVar("Known", GroupUsage, RepositoryUsage)

@@ -263,10 +263,17 @@ class GroupPath(_SimulatingResource):
         if target.cleanup:
             return self._cleanup(snapshot, Scope(group=group.name), hal.group_cleanup_path(base, group.name),
                                  f"cleanup-{group.name}", f"{group.name} : cleanup")
+        if export.wants_csv():
+            # Every repository the group covers, for chargeback of one group (the window applies, as elsewhere).
+            window = hal.parse_window(request.args, prefix_allowed=False)
+            return export.respond_csv(
+                self._cache, snapshot, ("group-repositories", group.name, window), export.REPOSITORY_COLUMNS,
+                lambda: export.repository_rows(hal.select_covered(snapshot, group, window)), f"group-{group.name}")
         if _page_wanted():
             return html_response(pages.group_page(snapshot, group, base, g.get("user"), request.args,
                                                   now=self._clock()))
-        options = _options(sort_keys=hal.GROUP_SORT_KEYS)
+        # The window sorts and cuts the group's direct repositories: repository sort keys.
+        options = _options()
         return respond(self._cache, snapshot, ("group", group.name), options,
                        lambda: hal.group_document(snapshot, group, options), group.name)
 
