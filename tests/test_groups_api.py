@@ -21,7 +21,7 @@ from gitlab_registry_usage_rest import sizes
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
-from gitlab_registry_usage_rest.web import pages
+from gitlab_registry_usage_rest.web import pages, resources
 from gitlab_registry_usage_rest.web.app import create_app
 from tests.support.webapp import FakeDirectory, basic, make_config
 
@@ -460,3 +460,54 @@ def test_the_groups_page_builds_its_treemap_and_orders_once_per_snapshot(
         holder.replace(build_snapshot(listing(), TIMESTAMP + 60))
         assert client.get("/groups", headers=headers).status_code == 200
         assert len(built) == 2
+
+
+def test_a_group_page_builds_its_treemap_and_order_once_per_snapshot_and_group(
+        holder: SnapshotHolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    original = pages.GroupOverview
+
+    def counting(snapshot: Any, group: Any, base: str) -> pages.GroupOverview:
+        built.append(group.name)
+        return original(snapshot, group, base)
+
+    monkeypatch.setattr(pages, "GroupOverview", counting)
+    app = create_app(make_config(), holder, FakeDirectory())
+    with app.test_client() as client:
+        token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/html"}
+        for url in ("/groups/team-a", "/groups/team-a?page=2", "/groups/team-a%2Ftools", "/groups/team-a"):
+            assert client.get(url, headers=headers).status_code == 200
+        assert built == ["team-a", "team-a/tools"]
+        holder.replace(build_snapshot(listing(), TIMESTAMP + 60))
+        assert client.get("/groups/team-a", headers=headers).status_code == 200
+        assert built == ["team-a", "team-a/tools", "team-a"]
+
+
+def test_group_overviews_keep_the_latest_few_of_the_snapshot_served_only(holder: SnapshotHolder) -> None:
+    snapshot = holder.current()
+    assert snapshot is not None
+    overviews = resources.GroupOverviews(holder.current, size=2)
+
+    def group(name: str) -> Any:
+        found = snapshot.group(name)
+        assert found is not None
+        return found
+
+    team_a = overviews.get(snapshot, group("team-a"), "")
+    assert overviews.get(snapshot, group("team-a"), "") is team_a
+    assert overviews.get(snapshot, group("team-a"), "/p") is not team_a  # another prefix, other links
+    overviews.get(snapshot, group("ops"), "")  # the third: team-a, the least recently used, goes
+    assert overviews.get(snapshot, group("team-a"), "") is not team_a
+    newer = build_snapshot(listing(), TIMESTAMP + 60)
+    holder.replace(newer)
+    kept = overviews.get(newer, _group_of(newer, "ops"), "")
+    # A slow request still holding the old snapshot gets a page, but does not replace the new snapshot's.
+    assert overviews.get(snapshot, group("ops"), "").snapshot is snapshot
+    assert overviews.get(newer, _group_of(newer, "ops"), "") is kept
+
+
+def _group_of(snapshot: Any, name: str) -> Any:
+    found = snapshot.group(name)
+    assert found is not None
+    return found

@@ -363,6 +363,40 @@ def test_group_page_lists_subgroups_before_repositories_and_draws_both() -> None
     assert leaves == group.disk_size
 
 
+def test_group_page_from_a_kept_overview_is_the_page_built_afresh() -> None:
+    snapshot = _nested()
+    group, other = snapshot.group("acme"), snapshot.group("acme/web")
+    assert group is not None and other is not None
+    overview = pages.GroupOverview(snapshot, group, "/p")
+    for query in ({}, {"page": "2"}):
+        fresh = pages.group_page(snapshot, group, "/p", "a", query, now=NOW)
+        assert pages.group_page(snapshot, group, "/p", "a", query, now=NOW, overview=overview) == fresh
+    # An overview of another group, prefix or snapshot is not used.
+    assert pages.group_page(snapshot, other, "/p", "a", {}, now=NOW, overview=overview) == pages.group_page(
+        snapshot, other, "/p", "a", {}, now=NOW)
+    assert pages.group_page(snapshot, group, "", "a", {}, now=NOW, overview=overview) == pages.group_page(
+        snapshot, group, "", "a", {}, now=NOW)
+    again = _nested()
+    again_group = again.group("acme")
+    assert again_group is not None
+    assert pages.group_page(again, again_group, "/p", "a", {}, now=NOW, overview=overview) == pages.group_page(
+        again, again_group, "/p", "a", {}, now=NOW)
+
+
+def test_group_page_warns_that_unreadable_repositories_may_overstate_what_deleting_it_frees() -> None:
+    listing = Listing((RepositoryListing("acme/web", (ImageListing("v1", ("base",)),)),
+                       RepositoryListing("acme/broken", None),
+                       RepositoryListing("other/x", (ImageListing("x", ("o",)),))), {"base": 10, "o": 5})
+    snapshot = build_snapshot(listing, NOW)
+    acme, other = snapshot.group("acme"), snapshot.group("other")
+    assert acme is not None and other is not None
+    parsed = _parse(pages.group_page(snapshot, acme, "", "a", {}, now=NOW))
+    assert parsed.one("p", id="unreadable")["data-unreadable-repositories"] == "1"
+    assert parsed.texts["unreadable"].startswith("1 repository in this group could not be read in the last crawl")
+    assert "what deleting this group frees may be overstated" in parsed.texts["unreadable"]
+    assert "unreadable" not in _parse(pages.group_page(snapshot, other, "", "a", {}, now=NOW)).texts
+
+
 def test_repository_page_offers_a_cleanup_simulation_for_it() -> None:
     snapshot = _nested()
     repository = snapshot.repository("acme/web/backend")

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from ..cleanup import CleanupResult, PolicyError, Scope
+from ..cleanup import POLICY_PARAMETERS, CleanupResult, PolicyError, Scope
 from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
+from ..sizes import GroupTotals, covered, covered_disk_size, group_totals
 from ..state import RefreshStatus
-from . import hal
+from . import hal, sparkline
 from .html import content_security_policy
 from .humanize import age, duration, iec, iso
 from .treemap import Tile, group_repositories, layout
@@ -77,6 +78,7 @@ STYLE = (
     "td.tags{font-family:ui-monospace,monospace;font-size:.85em;white-space:normal;overflow-wrap:anywhere;"
     "min-width:16em}"
     "details.simulate summary{cursor:pointer;color:var(--accent)}"
+    ".spark{padding:.3em .4em}svg.sparkline{height:60px}"
     "@media (max-width:600px){body{font-size:14px}main{padding:.6em}.card .value{font-size:1.25em}"
     "th,td{padding:.35em .45em}}"
 )
@@ -401,9 +403,7 @@ class Overview:
         self.snapshot = snapshot
         self.base = base
         repositories = snapshot.repositories
-        total_disk = sum(repository.disk_size or 0 for repository in repositories)
-        total_size = sum(repository.size or 0 for repository in repositories)
-        tag_count = sum(len(repository.tags or ()) for repository in repositories)
+        total_disk, total_size, tag_count = snapshot.total_disk_size, snapshot.total_size, snapshot.tag_count
         self.totals = (
             f'<section id="totals" data-total-disk-size="{total_disk}" data-total-size="{total_size}" '
             f'data-repository-count="{len(repositories)}" data-tag-count="{tag_count}">'
@@ -450,8 +450,10 @@ def _largest_groups(snapshot: Snapshot, base: str, total_disk: int) -> str:
             f'<th class="num">Share of disk</th></tr></thead><tbody>{rows}</tbody></table></div></section>')
 
 
-def dashboard_page(view: Dashboard, overview: Overview | None = None) -> str:
-    """The dashboard; ``overview`` (of ``view.snapshot``) is what earlier requests already computed."""
+def dashboard_page(view: Dashboard, overview: Overview | None = None, trend: sparkline.Trend | None = None,
+                   growers: Sequence[sparkline.Grower] | None = None) -> str:
+    """The dashboard; ``overview`` (of ``view.snapshot``) is what earlier requests already computed; ``trend``
+    and ``growers`` what the history says (None: no history kept)."""
     snapshot, base = view.snapshot, view.base
     if snapshot is None:
         return _page("Dashboard", base, "<h1>Registry usage</h1>" + _status(view), view.user,
@@ -460,6 +462,7 @@ def dashboard_page(view: Dashboard, overview: Overview | None = None) -> str:
         overview = Overview(snapshot, base)
     body = (
         "<h1>Registry usage</h1>" + overview.totals + _status(view)
+        + sparkline.trend_section(trend, "Disk used") + sparkline.growers_section(growers, base)
         + "<h2>Where the disk goes</h2>"
         + '<p class="legend">Each rectangle is a repository, sized by its disk size (shared layers counted once), '
           "grouped by top-level group; hover for the figures, click to open a repository, or a group's name band "
@@ -481,7 +484,7 @@ def _repository_table(overview: Overview, query: TableQuery, base: str) -> str:
     heading = f"Repositories in {_e(query.prefix)}" if query.prefix else "Largest repositories"
     scope = ""
     if query.prefix:
-        disk = sum(repository.disk_size or 0 for repository in matching)
+        disk = covered_disk_size(overview.snapshot, query.prefix)
         scope = (f'<p class="muted" id="scope" data-disk-size="{disk}">{len(matching):,} repositories, '
                  f'{_bytes(disk)} on disk. <a href="{_e(_url(home, query.args(prefix="", page=1)))}">'
                  "Show all</a></p>")
@@ -601,8 +604,10 @@ def _short_digest(digest: str | None) -> str:
     return f'<code title="{_e(digest)}">{_e(algorithm)}:{_e(value[:12])}</code>'
 
 
-def repository_page(repository: RepositoryUsage, base: str, user: str | None, page: int = 1, *, now: float) -> str:
-    """A repository: its figures, a bar per tag, and its tags as a table (a page at a time); ages as of ``now``."""
+def repository_page(repository: RepositoryUsage, base: str, user: str | None, page: int = 1, *, now: float,
+                    trend: sparkline.Trend | None = None) -> str:
+    """A repository: its figures, its disk size over time (``trend``, from the history), a bar per tag, and its
+    tags as a table (a page at a time); ages as of ``now``."""
     tags = sorted(repository.tags or (), key=lambda tag: (-tag.disk_size, tag.name))
     pages = max(1, -(-len(tags) // PAGE_ROWS))
     page = max(1, min(page, pages))
@@ -614,6 +619,7 @@ def repository_page(repository: RepositoryUsage, base: str, user: str | None, pa
         ("Tags", "unknown" if repository.tags is None else f"{len(repository.tags):,}", ""),
     ])
     body = [_crumbs(base, repository.name), f"<h1>{_e(repository.name)}</h1>", cards,
+            sparkline.trend_section(trend, "Disk size"),
             '<details class="simulate" id="simulate"><summary>Simulate a cleanup policy for this repository</summary>'
             + _cleanup_form(cleanup_path(base, repository=repository.name), {}) + "</details>"]
     if repository.tags is None:
@@ -675,7 +681,6 @@ def tag_page(repository: RepositoryUsage, tag: TagUsage, base: str, user: str | 
 # --- groups --------------------------------------------------------------------------------------
 
 GROUP_SORT_COLUMNS = ("name", "disk_size", "size", "unique_size", "repositories", "tags")
-MAX_DEPTH = 64
 TAGS_SHOWN = 8
 
 
@@ -701,7 +706,7 @@ class GroupQuery:
         if sort.removeprefix("-") not in GROUP_SORT_COLUMNS:
             sort = DEFAULT_SORT
         try:
-            depth = max(1, min(int(args.get("depth", "1")), MAX_DEPTH))
+            depth = max(1, min(int(args.get("depth", "1")), hal.MAX_DEPTH))
         except ValueError:
             depth = 1
         return cls(depth, sort, _page_number(args))
@@ -738,24 +743,9 @@ def _depth(name: str) -> int:
     return name.count("/") + 1
 
 
-def _covered(snapshot: Snapshot, group: GroupUsage) -> list[str]:
-    """The repositories a group covers, by walking its subgroups: linear in what it covers."""
-    names: list[str] = []
-    pending = [group]
-    while pending:
-        current = pending.pop()
-        names.extend(current.repositories)
-        pending.extend(child for name in current.subgroups if (child := snapshot.group(name)) is not None)
-    return names
-
-
-def _disk_sizes(snapshot: Snapshot, names: Iterable[str]) -> list[tuple[str, int]]:
-    sized = []
-    for name in names:
-        repository = snapshot.repository(name)
-        if repository is not None and repository.disk_size:
-            sized.append((name, repository.disk_size))
-    return sized
+def _sized(repositories: Iterable[RepositoryUsage]) -> list[tuple[str, int]]:
+    """The treemap's leaves: each repository with bytes on disk (unknown and zero sizes have no area)."""
+    return [(repository.name, repository.disk_size) for repository in repositories if repository.disk_size]
 
 
 def _sort_links(columns: Sequence[tuple[str, str]], sort: str, href: Callable[[str], str]) -> str:
@@ -844,9 +834,10 @@ class GroupsOverview:
     def __init__(self, snapshot: Snapshot, base: str) -> None:
         self.snapshot = snapshot
         self.base = base
-        self.total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
+        self.total_disk = snapshot.total_disk_size
         self.deepest = max((_depth(group.name) for group in snapshot.groups), default=1)
         self._groups: dict[int, list[GroupUsage]] = {}
+        self._totals: dict[int, GroupTotals] = {}
         self._treemaps: dict[int, str] = {}
         self._orders: dict[tuple[int, str], list[GroupUsage]] = {}
 
@@ -857,12 +848,19 @@ class GroupsOverview:
             found = self._groups[depth] = [group for group in self.snapshot.groups if _depth(group.name) == depth]
         return found
 
+    def totals(self, depth: int) -> GroupTotals:
+        """What the groups of ``depth`` cover together (they do not overlap)."""
+        found = self._totals.get(depth)
+        if found is None:
+            found = self._totals[depth] = group_totals(self.groups(depth))
+        return found
+
     def treemap(self, depth: int) -> str:
         """The groups of ``depth``, each filled with the repositories it covers."""
         found = self._treemaps.get(depth)
         if found is None:
             snapshot = self.snapshot
-            members = {group.name: _disk_sizes(snapshot, _covered(snapshot, group)) for group in self.groups(depth)}
+            members = {group.name: _sized(covered(snapshot, group.name)) for group in self.groups(depth)}
             tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT)
             found = self._treemaps[depth] = _treemap(tiles, snapshot, self.base, "", "Disk usage by group")
         return found
@@ -887,8 +885,8 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
         overview = GroupsOverview(snapshot, base)
     total_disk = overview.total_disk
     at_depth = overview.groups(view.depth)
-    covered_disk = sum(group.disk_size for group in at_depth)
-    covered_repositories = sum(group.repository_count for group in at_depth)
+    totals = overview.totals(view.depth)
+    covered_disk, covered_repositories = totals.disk_size, totals.repository_count
     heading = "Top-level groups" if view.depth == 1 else f"Groups at depth {view.depth}"
     cards = _cards([
         ("Disk used by the registry", _bytes(total_disk), 'id="total-disk-size"'),
@@ -898,7 +896,7 @@ def groups_page(snapshot: Snapshot | None, base: str, user: str | None, query: M
          'id="repository-count"'),
     ])
     depths = []
-    for depth in range(1, min(overview.deepest, MAX_DEPTH) + 1):
+    for depth in range(1, min(overview.deepest, hal.MAX_DEPTH) + 1):
         label = "top level" if depth == 1 else f"depth {depth}"
         if depth == view.depth:
             depths.append(f'<strong aria-current="true">{label}</strong>')
@@ -958,7 +956,7 @@ def _cleanup_form(action: str | None, values: Mapping[str, str], error: PolicyEr
         ("name_regex_keep", "Keep tags matching", "", "RE2, anchored alike; wins over the above, e.g. "
          "(main|release-.*)", "text"),
     )
-    asked = any(name in values for name in POLICY_FIELDS)
+    asked = any(name in values for name in POLICY_PARAMETERS)
     # Without an action, a browser sends the form to the page's own address.
     target = "" if action is None else f' action="{_e(action)}"'
     parts = [f'<form class="policy" method="get"{target} id="cleanup-form">']
@@ -979,35 +977,48 @@ def _cleanup_form(action: str | None, values: Mapping[str, str], error: PolicyEr
 
 
 MAX_FIELD = 1000
-POLICY_FIELDS = ("keep_n", "older_than", "name_regex", "name_regex_keep")
 INVALID = ' aria-invalid="true"'
 
 
+class GroupOverview:
+    """What a group's page shows of one snapshot whoever looks: its cards, its treemap (a walk over every
+    repository it covers) and its subgroups and direct repositories in order. Built once per snapshot, group and
+    ``base`` (``resources.GroupOverviews`` keeps the latest few); a request then only cuts out a page of rows."""
+
+    def __init__(self, snapshot: Snapshot, group: GroupUsage, base: str) -> None:
+        self.snapshot, self.group, self.base = snapshot, group, base
+        self.cards = _cards([
+            ("Disk size", _bytes(group.disk_size), f'id="group-disk-size" data-disk-size="{group.disk_size}"'),
+            ("Size (sum of tag sizes)", _bytes(group.size), f'id="group-size" data-size="{group.size}"'),
+            ("Deleting this group frees", _bytes(group.unique_size),
+             f'id="group-unique-size" data-unique-size="{"" if group.unique_size is None else group.unique_size}"'),
+            ("Repositories", f"{group.repository_count:,}",
+             f'id="group-repository-count" data-repository-count="{group.repository_count}"'),
+            ("Tags", f"{group.tag_count:,}", f'id="group-tag-count" data-tag-count="{group.tag_count}"'),
+            ("Share of the registry's disk", _share(group.disk_size, snapshot.total_disk_size), ""),
+        ])
+        subgroups = [child for name in group.subgroups if (child := snapshot.group(name)) is not None]
+        repositories = [repository for name in group.repositories
+                        if (repository := snapshot.repository(name)) is not None]
+        members = {child.name: _sized(covered(snapshot, child.name)) for child in subgroups}
+        tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT, leaves=dict(_sized(repositories)), root=group.name)
+        self.treemap = _treemap(tiles, snapshot, base, group.name, f"Disk usage in {group.name}")
+        subgroups.sort(key=lambda child: (-child.disk_size, child.name))
+        self.subgroup_count, self.repository_count = len(subgroups), len(repositories)
+        self.listed: list[GroupUsage | RepositoryUsage] = [*subgroups, *sorted_repositories(repositories,
+                                                                                             "-disk_size")]
+
+
 def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | None, query: Mapping[str, str], *,
-               now: float) -> str:
+               now: float, overview: GroupOverview | None = None) -> str:
     """A group: its figures, a treemap of its subgroups and direct repositories, both as a table, and the way
-    to simulate a cleanup policy on it."""
+    to simulate a cleanup policy on it. ``overview`` (of ``snapshot``, ``group`` and ``base``) is what earlier
+    requests already computed."""
+    if overview is None or overview.snapshot is not snapshot or overview.group is not group or \
+            overview.base != base:
+        overview = GroupOverview(snapshot, group, base)
     path = _group_path(base, group.name)
-    total_disk = sum(repository.disk_size or 0 for repository in snapshot.repositories)
-    cards = _cards([
-        ("Disk size", _bytes(group.disk_size), f'id="group-disk-size" data-disk-size="{group.disk_size}"'),
-        ("Size (sum of tag sizes)", _bytes(group.size), f'id="group-size" data-size="{group.size}"'),
-        ("Deleting this group frees", _bytes(group.unique_size),
-         f'id="group-unique-size" data-unique-size="{"" if group.unique_size is None else group.unique_size}"'),
-        ("Repositories", f"{group.repository_count:,}",
-         f'id="group-repository-count" data-repository-count="{group.repository_count}"'),
-        ("Tags", f"{group.tag_count:,}", f'id="group-tag-count" data-tag-count="{group.tag_count}"'),
-        ("Share of the registry's disk", _share(group.disk_size, total_disk), ""),
-    ])
-    subgroups = [child for name in group.subgroups if (child := snapshot.group(name)) is not None]
-    repositories = [repository for name in group.repositories
-                    if (repository := snapshot.repository(name)) is not None]
-    members = {child.name: _disk_sizes(snapshot, _covered(snapshot, child)) for child in subgroups}
-    leaves = {repository.name: repository.disk_size or 0 for repository in repositories}
-    tiles = layout(members, TREEMAP_WIDTH, TREEMAP_HEIGHT, leaves=leaves, root=group.name)
-    subgroups.sort(key=lambda child: (-child.disk_size, child.name))
-    repositories = sorted_repositories(repositories, "-disk_size")
-    listed: list[GroupUsage | RepositoryUsage] = [*subgroups, *repositories]
+    listed = overview.listed
     page, pages, first = _window(listed, _page_number(query))
     rows = []
     for item in listed[first:first + PAGE_ROWS]:
@@ -1031,11 +1042,13 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
         rows.append('<tr><td colspan="7" class="muted">Nothing in this group.</td></tr>')
     body = [
         _group_crumbs(base, group.name), f"<h1>{_e(group.name)}</h1>",
-        f'<section id="group" data-group="{_e(group.name)}">{cards}</section>', _data_age(snapshot, now),
+        f'<section id="group" data-group="{_e(group.name)}">{overview.cards}</section>', _data_age(snapshot, now),
+        _unreadable(group.unreadable_repositories, "in this group", "they add nothing to its figures, and",
+                    "what deleting this group frees"),
         "<h2>Where its disk goes</h2>",
         '<p class="legend">Subgroups (outlined, filled with their repositories) and the group\'s own repositories, '
         "sized by disk size; click to open.</p>",
-        f'<div class="picture">{_treemap(tiles, snapshot, base, group.name, f"Disk usage in {group.name}")}</div>',
+        f'<div class="picture">{overview.treemap}</div>',
         f'<h2 id="contents">Subgroups and repositories</h2>'
         f'<div class="table-wrap"><table id="contents-table"><thead><tr><th>Name</th><th>Kind</th>'
         '<th class="num">Disk size</th><th class="num">Size</th><th class="num">Deleting it frees</th>'
@@ -1043,8 +1056,8 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
         f'<tbody>{"".join(rows)}</tbody></table></div>'
         + _simple_pager(lambda number: _url(path, {"page": str(number)}) + "#contents", page, pages, len(listed),
                         len(rows), "subgroups and repositories",
-                        f"{_count(len(subgroups), 'subgroup')} and {_count(len(repositories), 'repository')} "
-                        "directly in this group"),
+                        f"{_count(overview.subgroup_count, 'subgroup')} and "
+                        f"{_count(overview.repository_count, 'repository')} directly in this group"),
         '<h2 id="cleanup">Simulate a cleanup policy for this group</h2>'
         '<p class="legend">What GitLab\'s cleanup policy would delete in every repository of the group, and what '
         "garbage collection would then free. Nothing is deleted.</p>",
@@ -1077,7 +1090,7 @@ def cleanup_page(snapshot: Snapshot | None, result: CleanupResult | None, error:
     known = _scope_of(result, scope)
     group, repository = known if known is not None else (None, None)
     path = cleanup_path(base, group, repository)
-    policy_args = {key: query[key] for key in POLICY_FIELDS if key in query}
+    policy_args = {key: query[key] for key in POLICY_PARAMETERS if key in query}
     api = _url(path, {**policy_args, "view": "api"})
     if repository is not None:
         where, crumbs = f"repository {repository}", _crumbs(base, repository, None, "Cleanup simulation")
@@ -1096,7 +1109,7 @@ def cleanup_page(snapshot: Snapshot | None, result: CleanupResult | None, error:
             "without a known creation time counts as the newest, as GitLab sorts it); of the rest, those older than "
             "the given age go (a tag without a known creation time only without an age limit). Nothing is deleted "
             "here.</p>"]
-    if error is not None and error.parameter not in POLICY_FIELDS:
+    if error is not None and error.parameter not in POLICY_PARAMETERS:
         body.append(f'<p class="message" role="alert" id="cleanup-error">{_e(error.parameter)}: '
                     f"{_e(error.message)}</p>")
     body.append(_cleanup_form(path if known is not None else None, query, error))
@@ -1142,7 +1155,7 @@ def _unknown_ages(result: CleanupResult) -> str:
 
 
 def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[str, str]) -> str:
-    policy_args: dict[str, str | None] = {key: query[key] for key in POLICY_FIELDS if key in query}
+    policy_args: dict[str, str | None] = {key: query[key] for key in POLICY_PARAMETERS if key in query}
     own_sum = result.own_freed_size
     if result.freed_size > own_sum:
         together = (f"Here that is {_bytes(result.freed_size - own_sum)} more than the sum of what each "

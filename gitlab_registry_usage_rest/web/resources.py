@@ -8,6 +8,8 @@ builds a tag's ``self`` link wrongly; ``hal`` produces the same documents withou
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -19,10 +21,10 @@ from flask_jwt_extended import create_access_token, get_jwt, get_jwt_identity, v
 from flask_restful import Resource
 
 from ..cleanup import CleanupResult, PolicyError, Scope
-from ..model import RepositoryUsage, Snapshot, TagUsage
+from ..model import GroupUsage, RepositoryUsage, Snapshot, TagUsage
 from ..state import SnapshotHolder
 from . import export, hal, pages, simulations
-from .browser import Overviews, cookie_user, html_response, login_page_response, set_token_cookie
+from .browser import Overviews, cookie_user, html_response, login_page_response, page_history, set_token_cookie
 from .html import CONTENT_SECURITY_POLICY, PAGE_SIZE, render_page
 from .responses import RETRY_AFTER_SECONDS, RenderCache, json_error, respond, wants_html
 from .tokens import VerifiedTokens
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 # Answers tried per request when refreshes keep replacing the snapshot under it (each a cleanup simulation).
 ATTEMPTS = 3
+# Group pages' overviews kept: each holds a treemap (a few hundred rectangles) and its group's order.
+MAX_GROUP_OVERVIEWS = 64
 
 
 def _token_required(method: F) -> F:
@@ -240,8 +244,47 @@ class Groups(_DataResource):
                        lambda: hal.groups_document(snapshot, options, depth), "Groups")
 
 
+class GroupOverviews:
+    """What the group pages show of the snapshot being served (``pages.GroupOverview``: cards, treemap, order),
+    for the ``MAX_GROUP_OVERVIEWS`` (group, prefix) pairs asked for last; a new snapshot starts afresh.
+
+    Built outside the lock (one group's build does not hold up another's page; racing threads may build one
+    twice, equally). A request still holding a snapshot no longer served (``current``) gets one not kept, so it
+    cannot replace the new snapshot's."""
+
+    def __init__(self, current: Callable[[], Snapshot | None], size: int = MAX_GROUP_OVERVIEWS) -> None:
+        self._served = current
+        self._size = size
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._entries: OrderedDict[tuple[str, str], pages.GroupOverview] = OrderedDict()
+
+    def get(self, snapshot: Snapshot, group: GroupUsage, base: str) -> pages.GroupOverview:
+        key = (group.name, base)
+        with self._lock:
+            found = self._entries.get(key) if self._snapshot is snapshot else None
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        built = pages.GroupOverview(snapshot, group, base)
+        with self._lock:
+            if self._snapshot is not snapshot:
+                if snapshot is not self._served():
+                    return built
+                self._snapshot = snapshot
+                self._entries.clear()
+            self._entries[key] = built
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return built
+
+
 class GroupPath(_SimulatingResource):
     """Everything below ``/groups/``: a group (``a/b`` or ``a%2Fb``), or its cleanup simulator."""
+
+    def __init__(self, overviews: GroupOverviews, **data: Any) -> None:
+        super().__init__(**data)
+        self._overviews = overviews  # the group pages' treemaps and orders, built once per snapshot and group
 
     @_token_required
     def get(self, path: str) -> Response:
@@ -271,7 +314,8 @@ class GroupPath(_SimulatingResource):
                 lambda: export.repository_rows(hal.select_covered(snapshot, group, window)), f"group-{group.name}")
         if _page_wanted():
             return html_response(pages.group_page(snapshot, group, base, g.get("user"), request.args,
-                                                  now=self._clock()))
+                                                  now=self._clock(), overview=self._overviews.get(snapshot, group,
+                                                                                                  base)))
         # The window sorts and cuts the group's direct repositories: repository sort keys.
         options = _options()
         return respond(self._cache, snapshot, ("group", group.name), options,
@@ -316,13 +360,14 @@ class RepositoryPath(_SimulatingResource):
                                  hal.repository_cleanup_path(request.script_root, name), f"cleanup-{name}",
                                  f"{name} : cleanup")
         if wants_html() and request.args.get("view") != "api" and not found[0].collection:
-            return _page_for(found, self._clock())
+            return _page_for(found, self._clock(), snapshot)
         target, options = found[0], _options()
         title = target.repository + (f" : {target.tag}" if target.tag else " : tags" if target.collection else "")
         return respond(self._cache, snapshot, target, options, lambda: hal.render(snapshot, found, options), title)
 
 
-def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: float) -> Response:
+def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: float,
+              snapshot: Snapshot) -> Response:
     """The page people read for a repository or a tag (``?view=api`` keeps the API's own view)."""
     _, repository, tag = found
     base, user = request.script_root, g.get("user")
@@ -332,7 +377,9 @@ def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: f
         page = int(request.args.get("page", "1"))
     except ValueError:
         page = 1
-    return html_response(pages.repository_page(repository, base, user, page, now=now))
+    history = page_history()
+    trend = None if history is None else history.repository(snapshot, repository)
+    return html_response(pages.repository_page(repository, base, user, page, now=now, trend=trend))
 
 
 def _raw_subpath(path: str, collection: str = "repositories") -> str:
