@@ -32,7 +32,7 @@ from .logins import (
 )
 from .metrics import Metrics
 from .replay import ResponseReplay
-from .resources import AuthToken, Cleanup, GroupPath, Groups, Repositories, RepositoryPath
+from .resources import AuthToken, Cleanup, GroupOverviews, GroupPath, Groups, Repositories, RepositoryPath
 from .responses import RenderCache, json_error
 from .simulations import Simulations
 from .throttle import LoginThrottle
@@ -102,7 +102,8 @@ def create_app(
     simulating = {**data, "simulations": Simulations(snapshots.current)}
     api.add_resource(RepositoryPath, "/repositories/<path:path>", resource_class_kwargs=simulating)
     api.add_resource(Groups, "/groups", resource_class_kwargs={**data, "overviews": Overviews(pages.GroupsOverview)})
-    api.add_resource(GroupPath, "/groups/<path:path>", resource_class_kwargs=simulating)
+    api.add_resource(GroupPath, "/groups/<path:path>",
+                     resource_class_kwargs={**simulating, "overviews": GroupOverviews(snapshots.current)})
     api.add_resource(Cleanup, "/cleanup", resource_class_kwargs=simulating)
     observe = _request_observer(metrics)
     _init_operations(app, config, snapshots, refresh, metrics, tokens, clock, observe)
