@@ -15,10 +15,20 @@ Two tiers keep a year of daily changes of 100,000 repositories under a gigabyte:
   ``base`` copies each series' newest archived point, so any moment since the plain tier's start is
   answered by plain rows alone.
 
-Retention runs in the same transaction: points older than ``history_full_days`` move to the archive,
-totals rows thin to one a day, and archive blocks wholly older than ``history_days`` go, except the block
-holding a series' last point before that horizon (the figures in force when the kept history starts).
-Blocks are freed whole, so up to 32 days more than ``history_days`` may be kept.
+Beside them, ``checkpoints``: every series' disk size in force at one refresh, in one packed row (an array
+indexed by series id): the figures at the end of each UTC day (its last refresh, written at the next day's
+first), and after any refresh that brings the points written since the last checkpoint to
+``CHECKPOINT_ROWS``. Growth over a window (``disk_sizes_at``) needs every series' figures at the window's
+start: one checkpoint and the plain rows after it, never a scan of every series. Where those rows are in
+the archive already, only the day-end checkpoints are kept, and a window starting there starts with the
+figures at the end of the last day that ended before it: the archive's resolution, a day.
+
+Retention runs in the same transaction: points older than ``history_full_days`` move to the archive, at
+most ``ARCHIVE_BATCH`` rows (or a sixteenth of those waiting, if more) per refresh, oldest first, so a
+day's changes crossing into the archive cost many refreshes a little each instead of one refresh many
+seconds; totals rows thin to one a day, and archive blocks wholly older than ``history_days`` go, except
+the block holding a series' last point before that horizon (the figures in force when the kept history
+starts). Blocks are freed whole, so up to 32 days more than ``history_days`` may be kept.
 
 The file is in WAL mode: request threads read through connections of their own (read-only), which never
 wait for the writer. It is created with mode 0600 in folders created with 0700, as the data file is. A
@@ -27,11 +37,14 @@ one started; a write that fails (full disk, locked file) is logged and rolled ba
 service, which keeps serving the new snapshot.
 
 Schema versions (``PRAGMA user_version``), migrated in code at open: 1 kept every point in ``points``;
-2 adds the archive, ``base`` and ``meta`` (the next write moves version 1's older points into the archive).
+2 adds the archive, ``base`` and ``meta`` (the next write moves version 1's older points into the archive);
+3 adds ``checkpoints`` (the next write makes the first; windows starting before it are answered, slowly,
+from the tiers themselves).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -41,7 +54,7 @@ import threading
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +66,13 @@ log = logging.getLogger(__name__)
 
 REPOSITORY, GROUP = 0, 1
 BLOCK_DAYS = 32
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# A checkpoint after this many points (or a quarter of the series in force, if more): the most plain rows
+# a window's start reads after its checkpoint.
+CHECKPOINT_ROWS = 20_000
+# Points moved into the archive per refresh: at least this many, or a sixteenth of those waiting.
+ARCHIVE_BATCH = 5_000
+ARCHIVE_SPREAD = 16
 
 MIGRATIONS: tuple[str, ...] = (
     # Version 1: totals, series names, every point.
@@ -81,8 +100,16 @@ MIGRATIONS: tuple[str, ...] = (
         size INTEGER, disk_size INTEGER, unique_size INTEGER, tag_count INTEGER);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
     """,
+    # Version 3: checkpoints of every series' disk size. Version 2's "compacted" (every point before it
+    # archived) becomes "moved" (the newest point archived: every point after it is plain).
+    """
+    CREATE TABLE checkpoints (timestamp INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    INSERT OR IGNORE INTO meta SELECT 'moved', value - 1 FROM meta WHERE key = 'compacted';
+    DELETE FROM meta WHERE key = 'compacted'
+    """,
 )
-_TABLES = {1: {"totals", "series", "points"}, 2: {"totals", "series", "points", "archive", "base", "meta"}}
+_TABLES = {1: {"totals", "series", "points"}, 2: {"totals", "series", "points", "archive", "base", "meta"},
+           3: {"totals", "series", "points", "archive", "base", "meta", "checkpoints"}}
 # SQLite's answers for a file that is not a database, or a damaged one: moved aside, a new one started.
 _UNREADABLE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 
@@ -104,22 +131,17 @@ class HistoryFileError(Exception):
     """The file is not a history file this version can use."""
 
 
-def encode_block(points: Sequence[Point]) -> bytes:
-    """Points (in time order) as a packed archive block: each column as deltas of 64-bit integers (NULL as
-    -1, sizes are never negative), the bytes regrouped by significance (the high bytes of small deltas are
-    zeros, which compress to nothing), deflated."""
-    raw = array("q")
-    for column in zip(*points, strict=True):
-        values = [-1 if value is None else value for value in column]
-        raw.extend([values[0], *(after - before for before, after in itertools.pairwise(values))])
+def _pack(raw: array[int]) -> bytes:
+    """64-bit integers with their bytes regrouped by significance (the high bytes of small numbers are zeros,
+    which compress to nothing), deflated; little-endian everywhere."""
     if sys.byteorder == "big":
-        raw.byteswap()  # the file's byte order is little-endian everywhere
+        raw = array("q", raw)
+        raw.byteswap()
     data = raw.tobytes()
     return zlib.compress(b"".join(data[plane::8] for plane in range(8)), 6)
 
 
-def decode_block(blob: bytes) -> list[Point]:
-    """The points of a packed archive block."""
+def _unpack(blob: bytes) -> array[int]:
     planes = zlib.decompress(blob)
     count = len(planes) // 8
     data = bytearray(len(planes))
@@ -129,13 +151,42 @@ def decode_block(blob: bytes) -> list[Point]:
     raw.frombytes(bytes(data))
     if sys.byteorder == "big":
         raw.byteswap()
-    length = count // 5
+    return raw
+
+
+def encode_block(points: Sequence[Point]) -> bytes:
+    """Points (in time order) as a packed archive block: each column as deltas of 64-bit integers (NULL as
+    -1, sizes are never negative), packed."""
+    raw = array("q")
+    for column in zip(*points, strict=True):
+        values = [-1 if value is None else value for value in column]
+        raw.extend([values[0], *(after - before for before, after in itertools.pairwise(values))])
+    return _pack(raw)
+
+
+def decode_block(blob: bytes) -> list[Point]:
+    """The points of a packed archive block."""
+    raw = _unpack(blob)
+    length = len(raw) // 5
     columns = [list(itertools.accumulate(raw[column * length:(column + 1) * length])) for column in range(5)]
     return [
         Point(timestamp, None if size < 0 else size, None if disk < 0 else disk, None if unique < 0 else unique,
               None if tags < 0 else tags)
         for timestamp, size, disk, unique, tags in zip(*columns, strict=True)
     ]
+
+
+def encode_checkpoint(disk_sizes: Mapping[int, int]) -> bytes:
+    """Every series' disk size (by series id) as a packed array indexed by id, -1 where a series has none."""
+    dense = array("q", [-1]) * (max(disk_sizes, default=-1) + 1)
+    for number, disk in disk_sizes.items():
+        dense[number] = disk
+    return _pack(dense)
+
+
+def decode_checkpoint(blob: bytes) -> array[int]:
+    """A checkpoint's disk sizes, indexed by series id (-1: none, or gone)."""
+    return _unpack(blob)
 
 
 def _block(timestamp: int) -> int:
@@ -159,9 +210,15 @@ class History:
         self._readers = threading.local()
         # Bumped whenever the file is replaced: readers reopen instead of reading the file moved aside.
         self._generation = 0
+        # Replaced, never changed in place, once loaded: request threads iterate it while the writer goes on.
         self._ids: dict[tuple[int, str], int] = {}
+        self._next_id = 1  # ids are never reused: old checkpoints still name the ids of series gone since
         self._last: dict[int, Figures] = {}  # series id -> its figures in force (absent: none or gone)
         self._latest: int | None = None  # the newest totals timestamp
+        self._checkpoint: int | None = None  # the newest checkpoint's timestamp
+        self._since_checkpoint = 0  # points written after it
+        # Held by a write: close() waits for the one under way instead of closing the connection under it.
+        self._writing = threading.Lock()
         self._open()
 
     # ---- writing (the refresh thread)
@@ -235,6 +292,8 @@ class History:
         """The series' ids and the figures in force: the newest plain point, else the newest archived one."""
         self._ids = {(kind, name): number for number, kind, name in connection.execute(
             "SELECT id, kind, name FROM series")}
+        stored = connection.execute("SELECT value FROM meta WHERE key = 'next_series'").fetchone()
+        self._next_id = max(max(self._ids.values(), default=0) + 1, stored[0] if stored else 1)
         last: dict[int, Figures | None] = {}
         for series, size, disk, unique, tags in connection.execute("SELECT series, size, disk_size, unique_size, "
                                                                    "tag_count FROM base"):
@@ -244,6 +303,9 @@ class History:
             last[series] = None if size is None else (size, disk, unique, tags)
         self._last = {series: figures for series, figures in last.items() if figures is not None}
         self._latest = connection.execute("SELECT MAX(timestamp) FROM totals").fetchone()[0]
+        self._checkpoint = connection.execute("SELECT MAX(timestamp) FROM checkpoints").fetchone()[0]
+        self._since_checkpoint = 0 if self._checkpoint is None else connection.execute(
+            "SELECT COUNT(*) FROM points WHERE timestamp > ?", (self._checkpoint,)).fetchone()[0]
 
     def _move_aside(self, error: Exception) -> None:
         stem = f"{self.path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -270,12 +332,24 @@ class History:
             self._writer.close()
             self._writer = None
 
-    def close(self) -> None:
-        self._close_writer()
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the file, after the write under way (if any) is done; a write still going on after ``timeout``
+        seconds is left to its transaction (the file stays consistent whenever the process ends)."""
+        if not self._writing.acquire(timeout=timeout):
+            log.warning("history file %s: a write is still going on; not closed", self.path)
+            return
+        try:
+            self._close_writer()
+        finally:
+            self._writing.release()
 
-    def record(self, snapshot: Snapshot, _retry: bool = True) -> bool:
+    def record(self, snapshot: Snapshot) -> bool:
         """Record ``snapshot``'s figures where they changed, then apply retention, in one transaction;
         ``False`` if nothing was written (a failure is logged, the file keeps its last state)."""
+        with self._writing:
+            return self._record(snapshot)
+
+    def _record(self, snapshot: Snapshot, _retry: bool = True) -> bool:
         timestamp = round(snapshot.timestamp * 1000)
         if self._writer is None:
             self._open()  # a file that could not be opened may be back (a disk remounted, a lock released)
@@ -296,7 +370,7 @@ class History:
                 except OSError:
                     return False
                 self._open()
-                return _retry and self.record(snapshot, _retry=False)  # into the new file
+                return _retry and self._record(snapshot, _retry=False)  # into the new file
             else:
                 log.error("could not write the history file %s, the data is served without it: %s", self.path, error)
             return False
@@ -309,16 +383,18 @@ class History:
         new_last: dict[int, Figures] = {}
         present: set[int] = set()
         rows: list[tuple[int, int, int | None, int | None, int | None, int | None]] = []
+        next_id = self._next_id
         connection.execute("BEGIN IMMEDIATE")
         try:
             size = disk = tags = 0
 
             def series_id(key: tuple[int, str]) -> int:
+                nonlocal next_id
                 number = ids.get(key) or new_ids.get(key)
                 if number is None:
-                    cursor = connection.execute("INSERT INTO series (kind, name) VALUES (?, ?)", key)
-                    assert cursor.lastrowid is not None
-                    number = new_ids[key] = cursor.lastrowid
+                    number = new_ids[key] = next_id
+                    next_id += 1
+                    connection.execute("INSERT INTO series VALUES (?, ?, ?)", (number, *key))
                 return number
 
             def observe(key: tuple[int, str], figures: Figures | None) -> None:
@@ -350,45 +426,62 @@ class History:
             connection.execute("INSERT INTO totals VALUES (?, ?, ?, ?, ?)",
                                (timestamp, size, disk, len(snapshot.repositories), tags))
             connection.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self._retain(connection, timestamp)
+            if new_ids:
+                connection.execute("INSERT OR REPLACE INTO meta VALUES ('next_series', ?)", (next_id,))
+            checkpoint, since_checkpoint = self._checkpoint, self._since_checkpoint + len(rows)
+            previous = self._latest
+            if previous is not None and utc_day(previous) != utc_day(timestamp) and checkpoint != previous:
+                # The first refresh of a day: the figures at the end of the last one (its last refresh).
+                _checkpoint(connection, previous, last)
+                checkpoint, since_checkpoint = previous, len(rows)
+            in_force = len(last) + len(new_last) - len(gone)
+            if checkpoint is None or since_checkpoint >= max(CHECKPOINT_ROWS, in_force // 4):
+                after = {**last, **new_last}
+                for number in gone:
+                    del after[number]
+                _checkpoint(connection, timestamp, after)
+                checkpoint, since_checkpoint = timestamp, 0
+            removed = self._retain(connection, timestamp)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        ids.update(new_ids)
+        # In memory only once committed: a failed write leaves the figures of the last one that worked.
+        if new_ids or removed:
+            self._ids = {key: number for key, number in itertools.chain(ids.items(), new_ids.items())
+                         if number not in removed}
+        self._next_id = next_id
         last.update(new_last)
         for number in gone:
             del last[number]
         self._latest = timestamp
+        self._checkpoint, self._since_checkpoint = checkpoint, since_checkpoint
         return len(rows)
 
-    def _retain(self, connection: sqlite3.Connection, now: int) -> None:
-        """Move points older than ``full_days`` into the archive, thin the totals, free old blocks."""
+    def _retain(self, connection: sqlite3.Connection, now: int) -> set[int]:
+        """Move points older than ``full_days`` into the archive (a batch of them), thin the totals and the
+        checkpoints, free old blocks; returns the ids of the series removed (nothing left of them)."""
         cutoff, horizon = now - self.full_days * DAY_MS, now - self.days * DAY_MS
-        moving = connection.execute(
-            "SELECT series, timestamp, size, disk_size, unique_size, tag_count FROM points WHERE timestamp < ? "
-            "ORDER BY series, timestamp", (cutoff,)).fetchall()
-        for series, rows in itertools.groupby(moving, key=lambda row: row[0]):
-            points = [_point(row[1:]) for row in rows]
-            for block, in_block in itertools.groupby(points, key=lambda point: _block(point.timestamp)):
-                self._archive(connection, series, block, in_block)
-            newest = points[-1]
-            if newest.gone:
-                connection.execute("DELETE FROM base WHERE series = ?", (series,))
-            else:
-                connection.execute("INSERT OR REPLACE INTO base VALUES (?, ?, ?, ?, ?, ?)", (series, *newest))
-        if moving:
-            connection.execute("DELETE FROM points WHERE timestamp < ?", (cutoff,))
-        connection.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (cutoff,))
+        self._move(connection, cutoff)
+        moved = _meta(connection, "moved")
+        if moved is not None:
+            # Before the archive's edge, one checkpoint a day (the day's last) is all a daily point can use.
+            connection.execute(
+                "DELETE FROM checkpoints WHERE timestamp < ? AND timestamp NOT IN "
+                "(SELECT MAX(timestamp) FROM checkpoints WHERE timestamp < ? GROUP BY timestamp / ?)",
+                (moved, moved, DAY_MS))
+        connection.execute(
+            "DELETE FROM checkpoints WHERE timestamp < (SELECT MAX(timestamp) FROM checkpoints WHERE timestamp <= ?)",
+            (horizon,))
         connection.execute(
             "DELETE FROM totals WHERE timestamp < ? AND timestamp NOT IN "
             "(SELECT MAX(timestamp) FROM totals WHERE timestamp < ? GROUP BY timestamp / ?)", (cutoff, cutoff, DAY_MS))
         connection.execute("DELETE FROM totals WHERE timestamp < ?", (horizon,))
         horizon_block, horizon_day = _block(horizon), utc_day(horizon)
-        pruned = connection.execute("SELECT value FROM meta WHERE key = 'pruned_day'").fetchone()
-        if pruned is not None and pruned[0] >= horizon_day:
-            return
+        pruned = _meta(connection, "pruned_day")
+        if pruned is not None and pruned >= horizon_day:
+            return set()
         # Once a day: free the blocks no query can need any more (each series keeps the newest one holding a
         # point before the horizon: the figures in force when the kept history starts).
         connection.execute(
@@ -398,15 +491,38 @@ class History:
             "DELETE FROM archive WHERE series IN (SELECT series FROM archive AS closed WHERE block < ? AND last_gone "
             "AND NOT EXISTS (SELECT 1 FROM archive AS newer WHERE newer.series = closed.series "
             "AND newer.block > closed.block))", (horizon_block,))
-        unused = [row[0] for row in connection.execute(
+        unused = {row[0] for row in connection.execute(
             "SELECT id FROM series WHERE NOT EXISTS (SELECT 1 FROM points WHERE series = series.id) "
             "AND NOT EXISTS (SELECT 1 FROM archive WHERE series = series.id) "
-            "AND NOT EXISTS (SELECT 1 FROM base WHERE series = series.id)")]
+            "AND NOT EXISTS (SELECT 1 FROM base WHERE series = series.id)")}
         connection.executemany("DELETE FROM series WHERE id = ?", ((number,) for number in unused))
-        if unused:
-            removed = set(unused)
-            self._ids = {key: number for key, number in self._ids.items() if number not in removed}
         connection.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_day', ?)", (horizon_day,))
+        return unused
+
+    def _move(self, connection: sqlite3.Connection, cutoff: int) -> None:
+        """Move the oldest of the points older than ``cutoff`` into the archive: ``ARCHIVE_BATCH`` of them, or
+        a sixteenth of those waiting if more. The rest waits for the next refreshes; every point after the
+        newest one moved (meta ``moved``) is still a plain row."""
+        waiting = connection.execute("SELECT COUNT(*) FROM points WHERE timestamp < ?", (cutoff,)).fetchone()[0]
+        if not waiting:
+            return
+        moving = connection.execute(
+            "SELECT series, timestamp, size, disk_size, unique_size, tag_count FROM points WHERE timestamp < ? "
+            "ORDER BY timestamp, series LIMIT ?", (cutoff, max(ARCHIVE_BATCH, waiting // ARCHIVE_SPREAD))).fetchall()
+        newest = moving[-1][1]
+        moving.sort()
+        for series, rows in itertools.groupby(moving, key=lambda row: row[0]):
+            points = [_point(row[1:]) for row in rows]
+            for block, in_block in itertools.groupby(points, key=lambda point: _block(point.timestamp)):
+                self._archive(connection, series, block, in_block)
+            last = points[-1]
+            if last.gone:
+                connection.execute("DELETE FROM base WHERE series = ?", (series,))
+            else:
+                connection.execute("INSERT OR REPLACE INTO base VALUES (?, ?, ?, ?, ?, ?)", (series, *last))
+        connection.executemany("DELETE FROM points WHERE series = ? AND timestamp = ?",
+                               ((row[0], row[1]) for row in moving))
+        connection.execute("INSERT OR REPLACE INTO meta VALUES ('moved', ?)", (newest,))
 
     def _archive(self, connection: sqlite3.Connection, series: int, block: int, points: Iterable[Point]) -> None:
         row = connection.execute("SELECT data FROM archive WHERE series = ? AND block = ?", (series, block)).fetchone()
@@ -426,9 +542,20 @@ class History:
         if connection is not None:
             connection.close()
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
-        connection = sqlite3.connect(uri, uri=True, timeout=1.0)
+        connection = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
         readers.connection, readers.generation = connection, self._generation
         return connection
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The reader connection in a read transaction: its statements see one state of the file, even if
+        the writer moves points into the archive in between (WAL: the writer never waits for it)."""
+        connection = self._reader()
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.execute("COMMIT")
 
     @property
     def available(self) -> bool:
@@ -445,21 +572,22 @@ class History:
     def series(self, kind: int, name: str, since: int, until: int) -> list[Point]:
         """One repository's or group's points from ``since`` to ``until`` (ms, inclusive), preceded by the last
         point before ``since`` where there is one (the figures in force when the window starts)."""
-        connection = self._reader()
-        found = connection.execute("SELECT id FROM series WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-        if found is None:
-            return []
-        number = found[0]
-        merged: dict[int, Point] = {}
-        for (data,) in connection.execute("SELECT data FROM archive WHERE series = ? AND first <= ? AND block >= "
-                                          "(SELECT IFNULL(MAX(block), 0) FROM archive WHERE series = ? AND first < ?)",
-                                          (number, until, number, since)):
-            merged.update((point.timestamp, point) for point in decode_block(data))
-        for row in connection.execute("SELECT timestamp, size, disk_size, unique_size, tag_count FROM base "
-                                      "WHERE series = ? UNION ALL "
-                                      "SELECT timestamp, size, disk_size, unique_size, tag_count FROM points "
-                                      "WHERE series = ? AND timestamp <= ?", (number, number, until)):
-            merged[row[0]] = _point(row)
+        with self._reading() as connection:
+            found = connection.execute("SELECT id FROM series WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+            if found is None:
+                return []
+            number = found[0]
+            merged: dict[int, Point] = {}
+            for (data,) in connection.execute(
+                    "SELECT data FROM archive WHERE series = ? AND first <= ? AND block >= "
+                    "(SELECT IFNULL(MAX(block), 0) FROM archive WHERE series = ? AND first < ?)",
+                    (number, until, number, since)):
+                merged.update((point.timestamp, point) for point in decode_block(data))
+            for row in connection.execute("SELECT timestamp, size, disk_size, unique_size, tag_count FROM base "
+                                          "WHERE series = ? UNION ALL "
+                                          "SELECT timestamp, size, disk_size, unique_size, tag_count FROM points "
+                                          "WHERE series = ? AND timestamp <= ?", (number, number, until)):
+                merged[row[0]] = _point(row)
         ordered = [merged[key] for key in sorted(merged) if key <= until]
         before = [point for point in ordered if point.timestamp < since]
         inside = [point for point in ordered if point.timestamp >= since]
@@ -467,28 +595,78 @@ class History:
         return (before[-1:] if not inside or inside[0].timestamp > since else []) + inside
 
     def disk_sizes_at(self, kind: int, moment: int) -> dict[str, int]:
-        """Every repository's (or group's) disk size in force at ``moment`` (ms); absent: none then, or gone."""
-        connection = self._reader()
-        names = dict(connection.execute("SELECT id, name FROM series WHERE kind = ?", (kind,)))
-        compacted = connection.execute("SELECT value FROM meta WHERE key = 'compacted'").fetchone()
-        found: dict[int, int | None] = {}
-        if compacted is None or moment >= compacted[0]:
-            # The plain tier covers the moment: its newest point not after it, else the newest archived one.
-            for series, disk in connection.execute("SELECT series, disk_size FROM base"):
-                found[series] = disk
-            for series, disk, _ in connection.execute(
-                    "SELECT series, disk_size, MAX(timestamp) FROM points WHERE timestamp <= ? GROUP BY series",
-                    (moment,)):
-                found[series] = disk
-        else:
-            block = _block(moment)
-            for series, data in connection.execute(
-                    "SELECT series.id, (SELECT data FROM archive WHERE archive.series = series.id AND block <= ? "
-                    "AND first <= ? ORDER BY block DESC LIMIT 1) FROM series WHERE kind = ?", (block, moment, kind)):
-                if data is not None:
-                    point = _latest(decode_block(data), moment)
-                    found[series] = None if point is None else point.disk_size
-        return {names[series]: disk for series, disk in found.items() if disk is not None and series in names}
+        """Every repository's (or group's) disk size in force at ``moment`` (ms); absent: none then, or gone.
+
+        One checkpoint and the plain rows after it, up to ``moment``; where the rows after the checkpoint are
+        in the archive already (a moment before ``history_full_days``), the checkpoint alone: the figures at
+        the end of the last UTC day that ended before ``moment``."""
+        with self._reading() as connection:
+            state = _state_at(connection, moment)
+            if state is None:
+                if connection.execute("SELECT 1 FROM totals WHERE timestamp <= ? LIMIT 1", (moment,)).fetchone():
+                    return _tiers_at(connection, kind, moment)  # a file from before checkpoints (version 2)
+                return {}
+            ids = self._ids
+            if not ids:  # a reader without a writer (the file could not be opened for writing)
+                ids = {(kind_of, name): number for number, kind_of, name in connection.execute(
+                    "SELECT id, kind, name FROM series")}
+        size = len(state)
+        return {name: disk for (kind_of, name), number in ids.items()
+                if kind_of == kind and number < size and (disk := state[number]) >= 0}
+
+
+def _checkpoint(connection: sqlite3.Connection, timestamp: int, figures: Mapping[int, Figures]) -> None:
+    connection.execute("INSERT INTO checkpoints VALUES (?, ?)",
+                       (timestamp, encode_checkpoint({number: values[1] for number, values in figures.items()})))
+
+
+def _meta(connection: sqlite3.Connection, key: str) -> int | None:
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _state_at(connection: sqlite3.Connection, moment: int) -> array[int] | None:
+    """Every series' disk size in force at ``moment``, indexed by series id (-1: none, or gone): the newest
+    checkpoint not after it, then the plain rows from there on; ``None`` without such a checkpoint."""
+    row = connection.execute("SELECT timestamp, data FROM checkpoints WHERE timestamp <= ? "
+                             "ORDER BY timestamp DESC LIMIT 1", (moment,)).fetchone()
+    if row is None:
+        return None
+    taken, data = row
+    state = decode_checkpoint(data)
+    moved = _meta(connection, "moved")
+    if taken < moment and (moved is None or taken >= moved):
+        for series, disk in connection.execute("SELECT series, disk_size FROM points WHERE timestamp > ? "
+                                               "AND timestamp <= ? ORDER BY timestamp", (taken, moment)):
+            if series >= len(state):
+                state.extend(array("q", [-1]) * (series + 1 - len(state)))
+            state[series] = -1 if disk is None else disk
+    return state
+
+
+def _tiers_at(connection: sqlite3.Connection, kind: int, moment: int) -> dict[str, int]:
+    """``disk_sizes_at`` from the tiers alone, for moments before the first checkpoint: every series' newest
+    plain point, else its archived one (a scan of every series)."""
+    names = dict(connection.execute("SELECT id, name FROM series WHERE kind = ?", (kind,)))
+    moved = _meta(connection, "moved")
+    found: dict[int, int | None] = {}
+    if moved is None or moment >= moved:
+        # Every point after the moment is plain: its newest point not after it, else the newest archived one.
+        for series, disk in connection.execute("SELECT series, disk_size FROM base"):
+            found[series] = disk
+        for series, disk, _ in connection.execute(
+                "SELECT series, disk_size, MAX(timestamp) FROM points WHERE timestamp <= ? GROUP BY series",
+                (moment,)):
+            found[series] = disk
+    else:
+        block = _block(moment)
+        for series, data in connection.execute(
+                "SELECT series.id, (SELECT data FROM archive WHERE archive.series = series.id AND block <= ? "
+                "AND first <= ? ORDER BY block DESC LIMIT 1) FROM series WHERE kind = ?", (block, moment, kind)):
+            if data is not None:
+                point = _latest(decode_block(data), moment)
+                found[series] = None if point is None else point.disk_size
+    return {names[series]: disk for series, disk in found.items() if disk is not None and series in names}
 
 
 def _latest(points: Sequence[Point], moment: int) -> Point | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -26,7 +26,23 @@ from . import hal, pages
 from .logins import AuthenticationUnavailable, LoginCheck, LoginImpossible
 from .responses import wants_html
 
+if TYPE_CHECKING:
+    from .history_api import PageHistory
+
 log = logging.getLogger(__name__)
+# Where init_history leaves the pages' view of the history on the app (absent: no history is kept).
+_PAGE_HISTORY = "gitlab_registry_usage_rest.page_history"
+
+
+def provide_page_history(app: Flask, history: PageHistory) -> None:
+    """Give ``app``'s pages their sparklines and the week's growth (``history_api.init_history`` does)."""
+    app.extensions[_PAGE_HISTORY] = history
+
+
+def page_history() -> PageHistory | None:
+    """The current app's view of the history for its pages; ``None`` where no history is kept."""
+    found: PageHistory | None = current_app.extensions.get(_PAGE_HISTORY)
+    return found
 
 
 def html_response(body: str, status: int = 200) -> Response:
@@ -142,9 +158,13 @@ def init_browser(app: Flask, snapshots: SnapshotHolder, refresh: RefreshState, c
         view = pages.Dashboard(snapshot, refresh.current(), clock(), request.script_root,
                                pages.TableQuery.from_args(request.args), user)
         overview = None
+        trend, growers = None, None
         if snapshot is not None:
             overview = overviews.get(snapshot, request.script_root)
-        return html_response(pages.dashboard_page(view, overview))
+            history = page_history()
+            if history is not None:
+                trend, growers = history.dashboard(snapshot)
+        return html_response(pages.dashboard_page(view, overview, trend, growers))
 
     @app.post("/login", endpoint="login")
     def _login() -> Response:

@@ -12,9 +12,11 @@ snapshot and is rendered once per snapshot, as the other listings are.
 from __future__ import annotations
 
 import datetime
+import logging
+import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -23,15 +25,19 @@ from flask import Flask, Response, current_app, jsonify, request
 from ..config import parse_timedelta
 from ..growth import Point, days_until_full, growth_per_day
 from ..history import GROUP, REPOSITORY, History
-from ..model import Snapshot
+from ..model import GroupUsage, RepositoryUsage, Snapshot
 from ..state import SnapshotHolder
-from . import hal
+from . import export, hal, sparkline
+from .browser import provide_page_history
 from .humanize import iso_millis
 from .resources import _raw_subpath, _token_required
 from .responses import RenderCache, json_error, respond, wants_html
 from .tokens import VerifiedTokens
 
 DEFAULT_SINCE = datetime.timedelta(days=30)
+TREND_DAYS = 30
+WEEK = datetime.timedelta(days=7)
+DAY = 86_400.0
 MAX_DURATION = datetime.timedelta(days=100 * 366)
 HISTORY = "history"
 GROWTH_SORT_KEYS = (*hal.GROUP_SORT_KEYS, "growth")
@@ -39,6 +45,7 @@ GROWTH_SORT_KEYS = (*hal.GROUP_SORT_KEYS, "growth")
 _GROWTH_CACHE_SIZE = 8
 
 Document = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def parse_moment(args: Mapping[str, str], name: str, now: float, default: datetime.timedelta | None) -> float:
@@ -95,21 +102,57 @@ def _trend(points: list[tuple[int, int]]) -> float | None:
     return None if rate is None else round(rate, 1)
 
 
-class _GrowthCache:
-    """Growth per name for the current snapshot's windows; a new snapshot starts an empty one."""
+Item = RepositoryUsage | GroupUsage
 
-    def __init__(self) -> None:
+
+class GrowthTable:
+    """Every item of one listing (the repositories, or the groups of one depth) with its growth over one window,
+    for one snapshot; each order asked for is sorted once (racing threads may sort the same order twice)."""
+
+    def __init__(self, items: Sequence[Item], then: Mapping[str, int]) -> None:
+        self.items = items
+        self.grown: list[int | None] = [None if item.disk_size is None else item.disk_size - then.get(item.name, 0)
+                                        for item in items]
+        self.total = sum(value for value in self.grown if value is not None)
+        self._orders: dict[str, list[int]] = {}
+
+    def order(self, sort: str | None) -> Sequence[int]:
+        """The items' indices in ``sort``'s order (``-`` for descending; unknown values last, ties in listing
+        order), as ``hal`` sorts its collections."""
+        if sort is None:
+            return range(len(self.items))
+        found = self._orders.get(sort)
+        if found is None:
+            key = sort.lstrip("-")
+            values: list[Any] = self.grown if key == "growth" else [getattr(item, key) for item in self.items]
+            known = [number for number, value in enumerate(values) if value is not None]
+            value_of: Callable[[int], Any] = values.__getitem__
+            known.sort(key=value_of, reverse=sort.startswith("-"))
+            found = self._orders[sort] = known + [number for number, value in enumerate(values) if value is None]
+        return found
+
+
+class _GrowthCache:
+    """The growth tables of the current snapshot (per kind, depth and window start); a new snapshot starts
+    an empty one."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self._entries: OrderedDict[tuple[int, int], dict[str, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, int, int], GrowthTable] = OrderedDict()
 
-    def get(self, snapshot: Snapshot, key: tuple[int, int], compute: Callable[[], dict[str, int]]) -> dict[str, int]:
+    def get(self, snapshot: Snapshot, kind: int, depth: int, moment: int) -> GrowthTable:
+        """``snapshot``'s growth since ``moment`` (ms) of the repositories (``kind`` REPOSITORY) or of the
+        groups of ``depth``."""
+        key = (kind, depth, moment)
         with self._lock:
             if self._snapshot is not snapshot:
                 self._snapshot, self._entries = snapshot, OrderedDict()
             found = self._entries.get(key)
         if found is None:
-            found = compute()
+            items: Sequence[Item] = hal.groups_at(snapshot, depth) if kind == GROUP else snapshot.repositories
+            found = GrowthTable(items, self._history.disk_sizes_at(kind, moment))
             with self._lock:
                 if self._snapshot is snapshot:
                     self._entries[key] = found
@@ -122,14 +165,15 @@ class HistoryEndpoints:
     """What the history endpoints share: the snapshot, the history file, the token check."""
 
     def __init__(self, snapshots: SnapshotHolder, history: History | None, cache: RenderCache,
-                 tokens: VerifiedTokens, clock: Callable[[], float], capacity: int | None) -> None:
+                 tokens: VerifiedTokens, clock: Callable[[], float], capacity: int | None,
+                 growth: _GrowthCache | None) -> None:
         self._snapshots = snapshots
         self._history = history
         self._cache = cache
         self.tokens = tokens  # for _token_required
         self._clock = clock
         self._capacity = capacity
-        self._growth = _GrowthCache()
+        self._growth = growth
 
     def _unavailable(self) -> Response | None:
         if self._history is None:
@@ -226,65 +270,82 @@ class HistoryEndpoints:
     def _growth_listing(self) -> Response:
         window = parse_window(request.args)
         assert window is not None
+        csv = export.wants_csv()
         missing = self._unavailable()
         if missing is not None:
             return missing
-        assert self._history is not None
+        assert self._growth is not None
         groups = request.endpoint == "groups"
         sort_keys = GROWTH_SORT_KEYS if groups else (*hal.SORT_KEYS, "growth")
-        options = hal.options_from(request.args, base=request.script_root, links_default=wants_html(),
-                                   prefix_allowed=not groups, sort_keys=sort_keys)
         depth = hal.parse_depth(request.args) if groups else 1
         snapshot = self._snapshots.current()
+        window_text = request.args["window"]
+        if csv:
+            selection = hal.parse_window(request.args, prefix_allowed=not groups, sort_keys=sort_keys)
+            stem = f"{'groups' if groups else 'repositories'}-growth-{window_text}"
+            columns = (*(export.GROUP_COLUMNS if groups else export.REPOSITORY_COLUMNS), "growth")
+            if snapshot is None:
+                return export.respond_csv(self._cache, None, None, columns, list, stem)
+            table = self._growth.get(snapshot, GROUP if groups else REPOSITORY, depth,
+                                     _window_start(snapshot, window))
+            return export.respond_csv(self._cache, snapshot, ("growth", groups, depth, window, selection), columns,
+                                      lambda: growth_rows(table, groups, selection), stem)
+        options = hal.options_from(request.args, base=request.script_root, links_default=wants_html(),
+                                   prefix_allowed=not groups, sort_keys=sort_keys)
         if snapshot is None:
             return respond(self._cache, None, None, options, lambda: {"timestamp": None}, "Growth")
-        kind = GROUP if groups else REPOSITORY
-        moment = round((snapshot.timestamp - window.total_seconds()) * 1000)
-        history = self._history
-
-        def growth() -> dict[str, int]:
-            return history.disk_sizes_at(kind, moment)
-
-        then = self._growth.get(snapshot, (kind, moment), growth)
-        window_text = request.args["window"]
-        key = ("growth", kind, depth, window.total_seconds())
+        moment = _window_start(snapshot, window)
+        table = self._growth.get(snapshot, GROUP if groups else REPOSITORY, depth, moment)
+        key = ("growth", groups, depth, window)
         return respond(self._cache, snapshot, key, options,
-                       lambda: growth_document(snapshot, then, groups, depth, window_text, moment, options),
+                       lambda: growth_document(snapshot, table, groups, depth, window_text, moment, options),
                        "Growth")
 
 
-def growth_document(snapshot: Snapshot, then: Mapping[str, int], groups: bool, depth: int, window_text: str,
+def _window_start(snapshot: Snapshot, window: datetime.timedelta) -> int:
+    """Where growth over ``window`` is measured from: one window before the snapshot (ms)."""
+    return round((snapshot.timestamp - window.total_seconds()) * 1000)
+
+
+def _selected(table: GrowthTable, window: hal.Window) -> list[int]:
+    """The indices of the items ``window`` selects (prefix, order; not yet cut)."""
+    order = table.order(window.sort)
+    prefix = window.prefix
+    if prefix is None:
+        return list(order)
+    items = table.items
+    return [number for number in order if items[number].name.startswith(prefix)]
+
+
+def growth_rows(table: GrowthTable, groups: bool, window: hal.Window) -> list[export.Row]:
+    """The CSV rows of a growth listing: the listing's columns, then ``growth``."""
+    selected = _selected(table, window)
+    end = None if window.limit is None else window.offset + window.limit
+    chosen = selected[window.offset:end]
+    items = [table.items[number] for number in chosen]
+    rows = export.group_rows(items) if groups else export.repository_rows(items)  # type: ignore[arg-type]
+    return [(*row, table.grown[number]) for row, number in zip(rows, chosen, strict=True)]
+
+
+def growth_document(snapshot: Snapshot, table: GrowthTable, groups: bool, depth: int, window_text: str,
                     moment: int, options: hal.Options) -> Document:
     """The listing with ``growth`` per item (disk size now minus then), sortable by it."""
-    items: list[Any]
-    if groups:
-        items = hal.groups_at(snapshot, depth)
-        path = hal.groups_path(options.base)
-    else:
-        prefix = options.window.prefix
-        items = [repo for repo in snapshot.repositories if prefix is None or repo.name.startswith(prefix)]
-        path = hal.repositories_path(options.base)
-    grown = {item.name: (item.disk_size - then.get(item.name, 0)) if item.disk_size is not None else None
-             for item in items}
     window = options.window
-    if window.sort is not None:
-        key = window.sort.lstrip("-")
-
-        def value(item: Any) -> Any:
-            return grown[item.name] if key == "growth" else getattr(item, key)
-
-        known = [item for item in items if value(item) is not None]
-        unknown = [item for item in items if value(item) is None]
-        known.sort(key=value, reverse=window.sort.startswith("-"))
-        items = known + unknown
-    total = len(items)
+    path = hal.groups_path(options.base) if groups else hal.repositories_path(options.base)
+    selected = _selected(table, window)
+    total = len(selected)
     end = None if window.limit is None else window.offset + window.limit
-    shown = items[window.offset:end]
+    shown = selected[window.offset:end]
+    items = table.items
+    if window.prefix is None:
+        total_growth = table.total
+    else:
+        total_growth = sum(grown for number in selected if (grown := table.grown[number]) is not None)
     document: Document = {
         "timestamp": snapshot.timestamp,
         "window": window_text,
         "since": iso_millis(moment / 1000),
-        "total_growth": sum(value for value in grown.values() if value is not None),
+        "total_growth": total_growth,
         ("group_count" if groups else "repository_count"): total,
     }
     inner = hal.Options(embed=max(options.embed - 1, 0), links=options.links, base=options.base,
@@ -292,17 +353,18 @@ def growth_document(snapshot: Snapshot, then: Mapping[str, int], groups: bool, d
     if options.links:
         item_path = hal.group_path if groups else hal.repository_path
         links: Document = {"self": {"href": path}}
-        links["items"] = [{"href": item_path(options.base, item.name), "title": item.name} for item in shown]
+        links["items"] = [{"href": item_path(options.base, items[number].name), "title": items[number].name}
+                          for number in shown]
         links.update(hal._paging_links(path, options, total, {"window": window_text,
                                                               "depth": None if depth == 1 else str(depth)}))
         document["_links"] = links
     embedded = []
-    item: Any
-    for item in shown:
-        figures: Document = (hal.group_document(snapshot, item, inner) if groups
+    for number in shown:
+        item = items[number]
+        figures: Document = (hal.group_document(snapshot, item, inner) if isinstance(item, GroupUsage)
                              else hal.repository_document(item, inner))
         reserved: Document = {name: figures.pop(name) for name in ("_links", "_embedded") if name in figures}
-        embedded.append({**figures, "growth": grown[item.name], **reserved})
+        embedded.append({**figures, "growth": table.grown[number], **reserved})
     document["_embedded"] = {"items": embedded}
     return document
 
@@ -337,10 +399,83 @@ def _no_cache(response: Response) -> Response:
     return response
 
 
+class PageHistory:
+    """What the pages show of the history: disk size over the last ``TREND_DAYS`` days as a sparkline, and on
+    the dashboard the repositories that grew most in the last 7 days (the dashboard's once per snapshot).
+
+    Each sparkline ends with the snapshot's own figures: the snapshot is served before the refresh thread
+    records it. A history that cannot be read costs the pages their sparklines (logged), never the page.
+    """
+
+    def __init__(self, history: History, growth: _GrowthCache) -> None:
+        self._history = history
+        self._growth = growth
+        self._lock = threading.Lock()
+        self._dashboard: tuple[Snapshot, sparkline.Trend | None, list[sparkline.Grower] | None] | None = None
+
+    def dashboard(self, snapshot: Snapshot) -> tuple[sparkline.Trend | None, list[sparkline.Grower] | None]:
+        """The registry's disk size over the last days and the week's biggest growers."""
+        with self._lock:  # concurrent first requests after a refresh wait for one reading
+            current = self._dashboard
+            if current is not None and current[0] is snapshot:
+                return current[1], current[2]
+            since, until = _trend_span(snapshot)
+            try:
+                # The rows before the span (one a day there) give the figure in force when it starts.
+                totals = self._history.totals(round((since - 2 * DAY) * 1000), round(until * 1000))
+                table = self._growth.get(snapshot, REPOSITORY, 1, _window_start(snapshot, WEEK))
+            except sqlite3.Error as error:
+                log.warning("the history file cannot be read, the dashboard shows no history: %s", error)
+                return None, None
+            points: list[tuple[float, int | None]] = [(row.timestamp / 1000, row.disk_size) for row in totals]
+            trend = sparkline.Trend(since, until, _ending(points, snapshot.timestamp, snapshot.total_disk_size))
+            growers = []
+            for number in table.order("-growth")[:sparkline.GROWERS]:
+                grown, repository = table.grown[number], table.items[number]
+                if grown is None or grown <= 0 or repository.disk_size is None:
+                    break
+                growers.append(sparkline.Grower(repository.name, grown, repository.disk_size))
+            self._dashboard = (snapshot, trend, growers)
+            return trend, growers
+
+    def repository(self, snapshot: Snapshot, repository: RepositoryUsage) -> sparkline.Trend | None:
+        """A repository's disk size over the last days."""
+        return self._trend(snapshot, REPOSITORY, repository.name, repository.disk_size)
+
+    def group(self, snapshot: Snapshot, group: GroupUsage) -> sparkline.Trend | None:
+        """A group's disk size over the last days."""
+        return self._trend(snapshot, GROUP, group.name, group.disk_size)
+
+    def _trend(self, snapshot: Snapshot, kind: int, name: str, disk: int | None) -> sparkline.Trend | None:
+        since, until = _trend_span(snapshot)
+        try:
+            points = self._history.series(kind, name, round(since * 1000), round(until * 1000))
+        except sqlite3.Error as error:
+            log.warning("the history file cannot be read, the page shows no history: %s", error)
+            return None
+        steps: list[tuple[float, int | None]] = [(point.timestamp / 1000, point.disk_size) for point in points]
+        return sparkline.Trend(since, until, tuple(steps) if disk is None else _ending(steps, snapshot.timestamp, disk))
+
+
+def _trend_span(snapshot: Snapshot) -> tuple[float, float]:
+    return snapshot.timestamp - TREND_DAYS * DAY, snapshot.timestamp
+
+
+def _ending(points: list[tuple[float, int | None]], moment: float, disk: int) -> tuple[tuple[float, int | None], ...]:
+    """``points`` ending with the snapshot's own figure (unless recorded already)."""
+    if points and points[-1][0] >= moment:
+        return tuple(points)
+    return (*points, (moment, disk))
+
+
 def init_history(app: Flask, snapshots: SnapshotHolder, history: History | None, tokens: VerifiedTokens,
                  clock: Callable[[], float], capacity: int | None) -> None:
-    """Register the history routes and the ``?window=`` growth listings on ``app``."""
-    endpoints = HistoryEndpoints(snapshots, history, RenderCache(), tokens, clock, capacity)
+    """Register the history routes and the ``?window=`` growth listings on ``app``, and give its pages the
+    history's sparklines (``browser.page_history``)."""
+    growth = None if history is None else _GrowthCache(history)
+    endpoints = HistoryEndpoints(snapshots, history, RenderCache(), tokens, clock, capacity, growth)
+    if history is not None and growth is not None:
+        provide_page_history(app, PageHistory(history, growth))
     app.add_url_rule(f"/{HISTORY}", "history", endpoints.registry)
     app.add_url_rule(f"/repositories/<path:path>/{HISTORY}", "repository_history", endpoints.repository)
     app.add_url_rule(f"/groups/<path:path>/{HISTORY}", "group_history", endpoints.group)
