@@ -1010,7 +1010,7 @@ class GroupOverview:
 
 
 def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | None, query: Mapping[str, str], *,
-               now: float, overview: GroupOverview | None = None) -> str:
+               now: float, overview: GroupOverview | None = None, trend: sparkline.Trend | None = None) -> str:
     """A group: its figures, a treemap of its subgroups and direct repositories, both as a table, and the way
     to simulate a cleanup policy on it. ``overview`` (of ``snapshot``, ``group`` and ``base``) is what earlier
     requests already computed."""
@@ -1043,6 +1043,7 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
     body = [
         _group_crumbs(base, group.name), f"<h1>{_e(group.name)}</h1>",
         f'<section id="group" data-group="{_e(group.name)}">{overview.cards}</section>', _data_age(snapshot, now),
+        sparkline.trend_section(trend, "Disk size"),
         _unreadable(group.unreadable_repositories, "in this group", "they add nothing to its figures, and",
                     "what deleting this group frees"),
         "<h2>Where its disk goes</h2>",

@@ -313,9 +313,11 @@ class GroupPath(_SimulatingResource):
                 self._cache, snapshot, ("group-repositories", group.name, window), export.REPOSITORY_COLUMNS,
                 lambda: export.repository_rows(hal.select_covered(snapshot, group, window)), f"group-{group.name}")
         if _page_wanted():
+            history = page_history()
             return html_response(pages.group_page(snapshot, group, base, g.get("user"), request.args,
                                                   now=self._clock(), overview=self._overviews.get(snapshot, group,
-                                                                                                  base)))
+                                                                                                  base),
+                                                  trend=None if history is None else history.group(snapshot, group)))
         # The window sorts and cuts the group's direct repositories: repository sort keys.
         options = _options()
         return respond(self._cache, snapshot, ("group", group.name), options,
