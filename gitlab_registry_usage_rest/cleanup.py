@@ -35,7 +35,6 @@ from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any, Protocol
 
 import re2
@@ -379,11 +378,12 @@ class CleanupIndex:
         references, sizes, starts, ids = self._references, self._layers.sizes, self._layers.starts, self._layers.ids
         order, order_starts, first_tag = self._order, self._order_starts, self._first_tag
         in_scope = self._in_scope(scope)
+        repositories, keep_n = self._repositories, policy.keep_n
         affected: list[RepositoryCleanup] = []
-        all_deleted: list[array[int]] = []
-        tags_in_scope = created_unknown = unreadable = 0
+        all_deleted = array("I")  # the layer ids of every deleted tag, one after another
+        tags_in_scope = tags_deleted = created_unknown = unreadable = 0
         for number in in_scope:
-            repository = self._repositories[number]
+            repository = repositories[number]
             tags = repository.tags
             if tags is None:
                 unreadable += 1
@@ -397,23 +397,31 @@ class CleanupIndex:
                     deletable = delete_memo[name] = policy.matches_delete(name) and not policy.matches_keep(name)
                 if deletable:
                     candidates.append(index)
-            if policy.keep_n is not None:
-                del candidates[:policy.keep_n]
+            if keep_n is not None:
+                del candidates[:keep_n]
             if cutoff is not None:
-                created_unknown += sum(1 for index in candidates if tags[index].created is None)
-                candidates = [index for index in candidates
-                              if (when := tags[index].created) is not None and when < cutoff]
+                old_enough = []
+                for index in candidates:
+                    when = tags[index].created
+                    if when is None:
+                        created_unknown += 1
+                    elif when < cutoff:
+                        old_enough.append(index)
+                candidates = old_enough
             if not candidates:
                 continue
             first = first_tag[number]
-            deleted_layers = [ids[starts[first + index]:starts[first + index + 1]] for index in candidates]
-            all_deleted.extend(deleted_layers)
-            own = Counter(chain.from_iterable(deleted_layers))
+            mine = array("I")
+            for index in candidates:
+                mine += ids[starts[first + index]:starts[first + index + 1]]
+            all_deleted += mine
+            tags_deleted += len(candidates)
+            own = Counter(mine)
             freed = sum(sizes[layer] for layer, count in own.items() if count == references[layer])
             affected.append(RepositoryCleanup(repository.name, freed, len(candidates),
                                               tuple(tags[index].name for index in candidates)))
-        together = Counter(chain.from_iterable(all_deleted))
+        together = Counter(all_deleted)
         freed_size = sum(sizes[layer] for layer, count in together.items() if count == references[layer])
         affected.sort(key=lambda entry: (-entry.freed_size, entry.name))
-        return CleanupResult(policy, scope, len(in_scope), tags_in_scope, len(all_deleted), len(affected),
+        return CleanupResult(policy, scope, len(in_scope), tags_in_scope, tags_deleted, len(affected),
                              freed_size, tuple(affected), created_unknown, unreadable, now)
