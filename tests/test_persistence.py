@@ -67,6 +67,11 @@ def files_in(folder: Path) -> list[str]:
 
 # --- round trips -------------------------------------------------------------------------------
 
+def data_files_in(folder: Path) -> list[str]:
+    """What ``files_in`` finds but the history database (and its WAL files), which the service keeps beside."""
+    return [name for name in files_in(folder) if not name.startswith("history.sqlite3")]
+
+
 def test_snapshot_with_every_field_kind_round_trips_equal(tmp_path: Path) -> None:
     snapshot = every_field_kind()
     data_file = DataFile(str(tmp_path / "snapshot.json"))
@@ -472,7 +477,7 @@ def test_the_service_moves_a_file_with_a_nan_timestamp_aside_serves_and_writes_a
             until(lambda: path.exists() and decode(path.read_bytes()).timestamp == timestamp, "the new data file",
                   log=service.log)
     assert mode(path) == 0o600
-    assert files_in(folder) == ["snapshot.json", aside.name]
+    assert data_files_in(folder) == ["snapshot.json", aside.name]
 
 
 @pytest.mark.registry
@@ -490,7 +495,9 @@ def test_the_service_creates_the_data_folder_0700_and_the_file_0600(
               log=service.log)
     assert mode(path) == 0o600
     assert [mode(folder) for folder in (path.parent, path.parent.parent, path.parent.parent.parent)] == [0o700] * 3
-    assert files_in(path.parent) == ["snapshot.json"]
+    assert data_files_in(path.parent) == ["snapshot.json"]
+    # The history (issue 14) lives beside the data file by default, as private as it.
+    assert mode(path.parent / "history.sqlite3") == 0o600
 
 
 def grouped_listing() -> Listing:
