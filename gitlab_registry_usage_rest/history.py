@@ -20,8 +20,8 @@ indexed by series id): the figures at the end of each UTC day (its last refresh,
 first), and after any refresh that brings the points written since the last checkpoint to
 ``CHECKPOINT_ROWS``. Growth over a window (``disk_sizes_at``) needs every series' figures at the window's
 start: one checkpoint and the plain rows after it, never a scan of every series. Where those rows are in
-the archive already, only the day-end checkpoints are kept, and a window starting there starts with the
-figures at the end of the last day that ended before it: the archive's resolution, a day.
+the archive already, only the day-end checkpoints (and the first) are kept, and a window starting there
+starts with the figures at the end of the last day that ended before it: the archive's resolution, a day.
 
 Retention runs in the same transaction: points older than ``history_full_days`` move to the archive, at
 most ``ARCHIVE_BATCH`` rows (or a sixteenth of those waiting, if more) per refresh, oldest first, so a
@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import operator
 import os
 import sqlite3
 import sys
@@ -154,21 +155,34 @@ def _unpack(blob: bytes) -> array[int]:
     return raw
 
 
+def _as_columns(points: Iterable[Point]) -> list[list[int]]:
+    """The five columns of points (NULL as -1: sizes are never negative)."""
+    return [[-1 if value is None else value for value in column] for column in zip(*points, strict=True)]
+
+
+def _pack_columns(columns: Sequence[Sequence[int]]) -> bytes:
+    raw = array("q")
+    for values in columns:
+        raw.append(values[0])
+        raw.extend(map(operator.sub, values[1:], values))  # the deltas
+    return _pack(raw)
+
+
+def _unpack_columns(blob: bytes) -> list[list[int]]:
+    raw = _unpack(blob)
+    length = len(raw) // 5
+    return [list(itertools.accumulate(raw[column * length:(column + 1) * length])) for column in range(5)]
+
+
 def encode_block(points: Sequence[Point]) -> bytes:
     """Points (in time order) as a packed archive block: each column as deltas of 64-bit integers (NULL as
-    -1, sizes are never negative), packed."""
-    raw = array("q")
-    for column in zip(*points, strict=True):
-        values = [-1 if value is None else value for value in column]
-        raw.extend([values[0], *(after - before for before, after in itertools.pairwise(values))])
-    return _pack(raw)
+    -1), packed."""
+    return _pack_columns(_as_columns(points))
 
 
 def decode_block(blob: bytes) -> list[Point]:
     """The points of a packed archive block."""
-    raw = _unpack(blob)
-    length = len(raw) // 5
-    columns = [list(itertools.accumulate(raw[column * length:(column + 1) * length])) for column in range(5)]
+    columns = _unpack_columns(blob)
     return [
         Point(timestamp, None if size < 0 else size, None if disk < 0 else disk, None if unique < 0 else unique,
               None if tags < 0 else tags)
@@ -202,10 +216,12 @@ def _point(row: Sequence[int | None]) -> Point:
 class History:
     """The history file: written by the refresh thread (``record``), read by request threads."""
 
-    def __init__(self, path: str, full_days: int = 7, days: int = 400, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str, full_days: int = 7, days: int = 400, busy_timeout: float = 5.0,
+                 checkpoint_rows: int = CHECKPOINT_ROWS, archive_batch: int = ARCHIVE_BATCH) -> None:
         self.path = Path(path)
         self.full_days, self.days = full_days, days
         self._busy_timeout = busy_timeout
+        self._checkpoint_rows, self._archive_batch = checkpoint_rows, archive_batch
         self._writer: sqlite3.Connection | None = None
         self._readers = threading.local()
         # Bumped whenever the file is replaced: readers reopen instead of reading the file moved aside.
@@ -255,6 +271,12 @@ class History:
             connection.execute("PRAGMA synchronous = NORMAL")
             self._migrate(connection)
             self._load(connection)
+            if self._checkpoint is None and self._latest is not None:
+                # A file from before checkpoints: its figures in force now are the first one.
+                connection.execute("BEGIN IMMEDIATE")
+                _checkpoint(connection, self._latest, self._last)
+                connection.execute("COMMIT")
+                self._checkpoint = self._latest
         except BaseException:
             connection.close()
             raise
@@ -435,7 +457,7 @@ class History:
                 _checkpoint(connection, previous, last)
                 checkpoint, since_checkpoint = previous, len(rows)
             in_force = len(last) + len(new_last) - len(gone)
-            if checkpoint is None or since_checkpoint >= max(CHECKPOINT_ROWS, in_force // 4):
+            if checkpoint is None or since_checkpoint >= max(self._checkpoint_rows, in_force // 4):
                 after = {**last, **new_last}
                 for number in gone:
                     del after[number]
@@ -466,11 +488,12 @@ class History:
         self._move(connection, cutoff)
         moved = _meta(connection, "moved")
         if moved is not None:
-            # Before the archive's edge, one checkpoint a day (the day's last) is all a daily point can use.
+            # Before the archive's edge, one checkpoint a day (the day's last) is all a daily point can use;
+            # and the first, for the moments before the first day's end.
             connection.execute(
                 "DELETE FROM checkpoints WHERE timestamp < ? AND timestamp NOT IN "
-                "(SELECT MAX(timestamp) FROM checkpoints WHERE timestamp < ? GROUP BY timestamp / ?)",
-                (moved, moved, DAY_MS))
+                "(SELECT MAX(timestamp) FROM checkpoints WHERE timestamp < ? GROUP BY timestamp / ?) "
+                "AND timestamp > (SELECT MIN(timestamp) FROM checkpoints)", (moved, moved, DAY_MS))
         connection.execute(
             "DELETE FROM checkpoints WHERE timestamp < (SELECT MAX(timestamp) FROM checkpoints WHERE timestamp <= ?)",
             (horizon,))
@@ -500,15 +523,23 @@ class History:
         return unused
 
     def _move(self, connection: sqlite3.Connection, cutoff: int) -> None:
-        """Move the oldest of the points older than ``cutoff`` into the archive: ``ARCHIVE_BATCH`` of them, or
+        """Move the oldest of the points older than ``cutoff`` into the archive: ``archive_batch`` of them, or
         a sixteenth of those waiting if more. The rest waits for the next refreshes; every point after the
-        newest one moved (meta ``moved``) is still a plain row."""
-        waiting = connection.execute("SELECT COUNT(*) FROM points WHERE timestamp < ?", (cutoff,)).fetchone()[0]
+        newest one moved (meta ``moved``) is still a plain row.
+
+        Only points up to the newest checkpoint before ``cutoff`` move, so that from that checkpoint on every
+        moment is answered exactly (the checkpoint and the plain rows after it). Points from before the first
+        checkpoint (a file from before checkpoints) move freely: their moments are answered from the tiers."""
+        boundary = connection.execute("SELECT MAX(timestamp) FROM checkpoints WHERE timestamp <= ?",
+                                      (cutoff,)).fetchone()[0]
+        last = cutoff - 1 if boundary is None else min(boundary, cutoff - 1)
+        waiting = connection.execute("SELECT COUNT(*) FROM points WHERE timestamp <= ?", (last,)).fetchone()[0]
         if not waiting:
             return
         moving = connection.execute(
-            "SELECT series, timestamp, size, disk_size, unique_size, tag_count FROM points WHERE timestamp < ? "
-            "ORDER BY timestamp, series LIMIT ?", (cutoff, max(ARCHIVE_BATCH, waiting // ARCHIVE_SPREAD))).fetchall()
+            "SELECT series, timestamp, size, disk_size, unique_size, tag_count FROM points WHERE timestamp <= ? "
+            "ORDER BY timestamp, series LIMIT ?",
+            (last, max(self._archive_batch, waiting // ARCHIVE_SPREAD))).fetchall()
         newest = moving[-1][1]
         moving.sort()
         for series, rows in itertools.groupby(moving, key=lambda row: row[0]):
@@ -525,12 +556,26 @@ class History:
         connection.execute("INSERT OR REPLACE INTO meta VALUES ('moved', ?)", (newest,))
 
     def _archive(self, connection: sqlite3.Connection, series: int, block: int, points: Iterable[Point]) -> None:
+        """Add ``points`` (one series', in time order, all in ``block``) to its block, the last of each day kept."""
         row = connection.execute("SELECT data FROM archive WHERE series = ? AND block = ?", (series, block)).fetchone()
-        merged = {point.timestamp: point for point in (decode_block(row[0]) if row else ())}
-        merged.update((point.timestamp, point) for point in points)
-        kept = thin_daily(merged[key] for key in sorted(merged))
+        added = thin_daily(points)
+        if row is None:
+            columns = _as_columns(added)
+        else:
+            columns = _unpack_columns(row[0])
+            newest, first = columns[0][-1], added[0].timestamp
+            if newest < first:
+                # The usual case, points after the block's: appended, without building its points.
+                if utc_day(newest) == utc_day(first):
+                    for column in columns:
+                        column.pop()  # the same day's later point replaces it
+                columns = [old + new for old, new in zip(columns, _as_columns(added), strict=True)]
+            else:
+                merged = {point.timestamp: point for point in decode_block(row[0])}
+                merged.update((point.timestamp, point) for point in added)
+                columns = _as_columns(thin_daily(merged[key] for key in sorted(merged)))
         connection.execute("INSERT OR REPLACE INTO archive VALUES (?, ?, ?, ?, ?, ?)",
-                           (series, block, kept[0].timestamp, kept[-1].timestamp, kept[-1].gone, encode_block(kept)))
+                           (series, block, columns[0][0], columns[0][-1], columns[1][-1] < 0, _pack_columns(columns)))
 
     # ---- reading (request threads, each on a read-only connection of its own)
 

@@ -14,8 +14,11 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitlab_registry_usage_rest.config import parse_config
 from gitlab_registry_usage_rest.growth import DAY_MS, Point, at, closing, retained
@@ -34,6 +37,7 @@ from tests.support.processes import until
 T0 = 1_700_006_400.0  # a UTC midnight, in seconds
 DAY = 86_400.0
 HOUR = 3600.0
+HOUR_MS = 3_600_000
 
 
 def ms(seconds: float) -> int:
@@ -178,6 +182,112 @@ def test_retention_keeps_recent_points_daily_points_and_the_base(path: Path) -> 
     history.close()
 
 
+def in_force(recorded: list[tuple[int, dict[str, int]]], moment: int) -> dict[str, int]:
+    """The disk sizes recorded at the last refresh not after ``moment`` (brute force)."""
+    found: dict[str, int] = {}
+    for timestamp, disks in recorded:
+        if timestamp > moment:
+            break
+        found = disks
+    return found
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.integers(0, 3), min_size=6, max_size=6), min_size=30, max_size=55),
+       st.sampled_from([2, 5, 1000]))
+def test_a_windows_start_is_the_figures_in_force_then(changes: list[list[int]], checkpoint_rows: int) -> None:
+    """Hourly refreshes over two or three days, each changing some of six repositories (3: deleted), with
+    checkpoints every few rows or only at day ends and the archive fed two points a refresh: from
+    ``history_full_days`` on, every moment's disk sizes are exactly those in force; before it, those in force
+    at a refresh no earlier than the end of the day before (the archive's resolution: a day)."""
+    with TemporaryDirectory() as folder:
+        history = History(f"{folder}/history.sqlite3", full_days=1, days=5, checkpoint_rows=checkpoint_rows,
+                          archive_batch=2)
+        disks = {f"team/r{n}": 100 * n for n in range(6)}
+        recorded: list[tuple[int, dict[str, int]]] = []
+        for step, change in enumerate(changes):
+            for n, kind in enumerate(change):
+                name = f"team/r{n}"
+                if kind == 3:
+                    disks.pop(name, None)
+                elif kind:
+                    disks[name] = disks.get(name, 7) + kind * 10 + step
+            moment = T0 + 5 * HOUR + step * HOUR
+            assert history.record(snapshot(moment, {name: [disk] for name, disk in disks.items()}))
+            recorded.append((ms(moment), dict(disks)))
+        now = recorded[-1][0]
+        day_ends = [t for (t, _), (after, _) in itertools.pairwise(recorded) if t // DAY_MS != after // DAY_MS]
+        for timestamp, _ in recorded:
+            for moment in (timestamp - 1, timestamp, timestamp + HOUR_MS // 2):
+                served = history.disk_sizes_at(REPOSITORY, moment)
+                if moment >= now - DAY_MS or moment < recorded[0][0]:
+                    assert served == in_force(recorded, moment), moment
+                else:
+                    earliest = max([t for t in day_ends if t <= moment], default=recorded[0][0])
+                    assert any(served == disks for t, disks in recorded if earliest <= t <= moment), moment
+                groups = history.disk_sizes_at(GROUP, moment)
+                assert set(groups) <= {"team"}
+        history.close()
+
+
+def test_the_archive_is_fed_a_batch_per_refresh_until_nothing_waits(path: Path) -> None:
+    """Forty repositories changing at every one of four refreshes a day: once a day's points are older than
+    history_full_days, each refresh moves at most its batch (or a sixteenth of those waiting) into the archive;
+    unchanged refreshes then move the rest, and what is kept is the retention rule's."""
+    history = History(str(path), full_days=1, days=10, archive_batch=15)
+    names = [f"g/r{n}" for n in range(40)]
+    recorded: dict[str, list[Point]] = {name: [] for name in names}
+    moment = T0
+
+    def waiting() -> int:
+        with sqlite3.connect(path) as connection:
+            found = connection.execute("SELECT COUNT(*) FROM points WHERE timestamp < ?",
+                                       (ms(moment) - DAY_MS,)).fetchone()[0]
+        connection.close()
+        return int(found)
+
+    for step in range(16):
+        moment = T0 + step * 6 * HOUR
+        before = waiting()
+        history.record(snapshot(moment, {name: [1000 * step + n] for n, name in enumerate(names)}))
+        for n, name in enumerate(names):
+            recorded[name].append(Point(ms(moment), 1000 * step + n, 1000 * step + n, 1000 * step + n, 1))
+        crossing = waiting() if step else 0
+        assert before - crossing <= max(15, before // 16) or before == 0, step
+    assert waiting() > 0, "more crossed than a few refreshes' batches move"
+    last = dict.fromkeys(names, 0)
+    for hour in range(1, 45):
+        moment = T0 + 15 * 6 * HOUR + hour * HOUR
+        history.record(snapshot(moment, {name: [1000 * 15 + n] for n, name in enumerate(names)}))
+        last = {name: 1000 * 15 + n for n, name in enumerate(names)}
+    assert waiting() == 0
+    now = ms(moment)
+    for name in names:
+        assert history.series(REPOSITORY, name, 0, now) == retained(recorded[name], now, 1, 10)
+    assert history.disk_sizes_at(REPOSITORY, now) == last
+    history.close()
+
+
+def test_series_ids_are_never_reused(path: Path) -> None:
+    """A repository deleted long ago is forgotten (nothing of it left within history_days); a new one gets a
+    new id, so no old checkpoint can count the old one's bytes as the new one's."""
+    history = History(str(path), full_days=1, days=3)
+    history.record(snapshot(T0, {"a": [500], "keep": [1]}))
+    history.record(snapshot(T0 + HOUR, {"keep": [1]}))
+    for day in range(1, 80):
+        history.record(snapshot(T0 + day * DAY, {"keep": [1]}))
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM series WHERE name = 'a'").fetchone()[0] == 0, "forgotten"
+    connection.close()
+    history.record(snapshot(T0 + 80 * DAY, {"keep": [1], "b": [7]}))
+    with sqlite3.connect(path) as connection:
+        ids = dict(connection.execute("SELECT name, id FROM series WHERE kind = 0"))
+    connection.close()
+    assert ids["b"] > max(ids["keep"], 1) + 1, "a's id (after keep's) is not given again"
+    assert history.disk_sizes_at(REPOSITORY, ms(T0 + 80 * DAY - HOUR)) == {"keep": 1}
+    history.close()
+
+
 def test_archive_blocks_round_trip() -> None:
     points = [Point(ms(T0), 2**40, 12345, None, 3), closing(ms(T0 + DAY)), Point(ms(T0 + 2 * DAY), 0, 0, 0, 0)]
     assert decode_block(encode_block(points)) == points
@@ -199,6 +309,9 @@ def test_a_schema_1_file_is_migrated_and_its_older_points_archived(path: Path) -
         assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
     assert len(history.series(REPOSITORY, "old/repo", 0, ms(T0 + 40 * DAY))) == 30
+    # Before its first checkpoint (written at the migration, of the figures in force), windows start from the tiers.
+    assert history.disk_sizes_at(REPOSITORY, ms(T0 + 10 * DAY + HOUR)) == {"old/repo": 10}
+    assert history.disk_sizes_at(REPOSITORY, ms(T0 + 29 * DAY + HOUR)) == {"old/repo": 29}
     history.record(snapshot(T0 + 30 * DAY, {"old/repo": [29]}))
     served = history.series(REPOSITORY, "old/repo", 0, ms(T0 + 40 * DAY))
     assert [p.disk_size for p in served] == list(range(30)), "all kept, the newest unchanged"
@@ -321,7 +434,8 @@ def test_sigkill_during_writes_leaves_a_consistent_file(path: Path) -> None:
     recent = [counts.get(timestamp) for timestamp in totals if moved is None or timestamp > moved[0]]
     assert len(recent) >= 20  # a day of hourly refreshes, less the last one's possibly lost commit
     assert set(recent) == {6000}, "3000 repositories and as many top-level groups, or nothing of a refresh"
-    assert set(counts) <= set(totals)
+    cutoff = max(totals) - DAY_MS  # full_days=1: before it, one totals row a day
+    assert {timestamp for timestamp in counts if timestamp >= cutoff} <= set(totals)
 
 
 def config(text: str) -> configparser.ConfigParser:
