@@ -145,6 +145,22 @@ def test_renders_once_per_snapshot_and_key() -> None:
     assert cache.size == 10, "entries of the replaced snapshot were released"
 
 
+def test_a_slow_request_for_the_snapshot_before_keeps_the_newer_snapshots_entries() -> None:
+    cache, calls = RenderCache(), []
+    older, newer = (build_snapshot(sample_listing(), stamp) for stamp in (1.0, 2.0))
+
+    def render() -> Rendered:
+        calls.append(1)
+        return rendered(b"y" * 10)
+
+    cache.get(newer, "key", render)
+    late = cache.get(older, "key", render)  # a request that took the snapshot before the refresh
+    assert late.body == b"y" * 10
+    cache.get(newer, "key", render)
+    assert len(calls) == 2, "the newer snapshot's rendering was kept, the late one not cached"
+    assert cache.size == 10
+
+
 def test_concurrent_requests_render_once() -> None:
     cache, calls, gate = RenderCache(), [], threading.Event()
     snapshot = build_snapshot(sample_listing(), 1.0)

@@ -111,6 +111,11 @@ class RenderCache:
 
     def _lookup(self, snapshot: Snapshot, key: Hashable) -> Rendered | None:
         if self._snapshot is not snapshot:
+            current = self._snapshot
+            if current is not None and snapshot.timestamp < current.timestamp:
+                # A slow request still holding the snapshot before: rendered for it alone, and the newer
+                # snapshot's entries stay.
+                return None
             # A new snapshot: everything rendered for the old one goes with it.
             self._snapshot = snapshot
             self._entries.clear()
