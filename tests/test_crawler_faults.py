@@ -89,7 +89,7 @@ def test_429_retry_after_is_honoured(proxy: FaultyProxy, gitlab: GitLabTokenEndp
     ("rule", "action", "reason"),
     [
         ("manifests/", respond(500), "answered 500"),
-        ("tags/list", truncate(10), "ChunkedEncodingError"),
+        ("tags/list", truncate(10), "IncompleteRead"),
         ("tags/list", garble(), "not the expected JSON"),
         ("manifests/", garble(), "digest mismatch"),
         ("manifests/", drop(), "ConnectionError"),

@@ -1,10 +1,10 @@
 """HTTP adapter for a GitLab container registry: GitLab's token endpoint, the registry API v2 and, where the
 registry has its metadata database, GitLab's own registry API (``/gitlab/v1/``) for listing tags with digests.
 
-One pooled ``requests.Session`` with keep-alive; timeouts on every request; retries with backoff on
-connection errors, 429 and 5xx (honouring a capped ``Retry-After``) through urllib3's ``Retry``;
-tokens cached per scope until shortly before they expire and renewed on 401. Callers get lists,
-manifests, sizes and (small, verified) config blobs, or a ``RegistryError``; never a ``Response``.
+Keep-alive connections per origin (``transport.Transport``, the crawl's lean HTTP/1.1 client); timeouts on every
+request; retries with backoff on connection errors, 429 and 5xx (honouring a capped ``Retry-After``); tokens cached
+per scope until shortly before they expire and renewed on 401. Callers get lists, manifests, sizes and (small,
+verified, read no further than their bound) config blobs, or a ``RegistryError``; never a ``Response``.
 
 What the registry answers is not trusted with where the next request goes, since every request
 carries the registry token: ``Link: rel="next"`` is followed only on the registry's own origin, and
@@ -14,7 +14,9 @@ repository names, tags and digests go into a URL only when they match the regist
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -22,21 +24,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from .manifests import ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, ConfigError, is_digest, parse_created
+from .transport import BodyTooLarge, Response, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 # GitLab's registry refuses larger pages; the Distribution registry refuses any n above its own limit,
 # in which case we let it choose the page size.
 PAGE_SIZE = 1000
-MAX_RETRY_AFTER = 60.0
 DEFAULT_TOKEN_LIFETIME = 60.0
 # Image configs are a few KiB (a large one, with a long history, some 100 KiB); anything bigger is not read.
 MAX_CONFIG_SIZE = 1024 * 1024
@@ -53,41 +50,18 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-
 # registry keeps linking onwards.
 MAX_TAG_PAGES = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A token goes into a header: visible ASCII only (a JWT's base64url and dots), so that no answer of GitLab's can
+# add a header line to our requests.
+_TOKEN = re.compile(r"[!-~]{1,16384}")
 
 
 class RegistryError(Exception):
     """A request to the registry or the token endpoint failed; the message says which and why."""
 
 
-class _CappedRetry(Retry):
-    """urllib3's Retry, but a server cannot make us wait longer than ``MAX_RETRY_AFTER`` per attempt."""
-
-    def get_retry_after(self, response: Any) -> float | None:
-        retry_after = super().get_retry_after(response)
-        return None if retry_after is None else min(retry_after, MAX_RETRY_AFTER)
-
-
-def make_session(pool_size: int, retries: int = 3, backoff: float = 0.5) -> requests.Session:
-    """A session whose pool holds ``pool_size`` keep-alive connections per host, with retries."""
-    retry = _CappedRetry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    # Proxy variables meant for people's shells must not redirect the crawler.
-    session.trust_env = False
-    return session
+def make_session(pool_size: int, retries: int = 3, backoff: float = 0.5) -> Transport:
+    """Keep-alive connections, up to ``pool_size`` kept per origin, with retries (see ``transport``)."""
+    return Transport(pool_size, retries, backoff)
 
 
 class RequestStats:
@@ -119,7 +93,7 @@ class TokenProvider:
 
     def __init__(
         self,
-        session: requests.Session,
+        session: Transport,
         gitlab_base_url: str,
         username: str,
         access_token: str,
@@ -129,7 +103,8 @@ class TokenProvider:
     ) -> None:
         self._session = session
         self._url = urljoin(gitlab_base_url, "jwt/auth")
-        self._auth = (username, access_token)
+        basic = base64.b64encode(f"{username}:{access_token}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {basic}"}
         self._timeout = timeout
         self._stats = stats
         self._clock = clock
@@ -139,6 +114,9 @@ class TokenProvider:
 
     def token(self, scope: str) -> str:
         """A valid token for ``scope``: cached, being fetched by another thread, or fetched now."""
+        cached = self._tokens.get(scope)  # without the lock: one dict lookup is atomic, and this is every request
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
         while True:
             with self._lock:
                 cached = self._tokens.get(scope)
@@ -193,20 +171,20 @@ class TokenProvider:
         params += [("scope", scope) for scope in scopes]
         now = self._clock()
         try:
-            response = self._session.get(self._url, params=params, auth=self._auth, timeout=self._timeout)
-        except requests.RequestException as error:
+            response = self._session.request("GET", f"{self._url}?{urlencode(params)}", self._headers, self._timeout)
+        except TransportError as error:
             self._stats.count("error")
             raise RegistryError(f"token for {shown}: {_describe(error)}") from None
-        self._stats.count(str(response.status_code))
-        if response.status_code != 200:
-            raise RegistryError(f"token for {shown}: GitLab answered {response.status_code}")
+        self._stats.count(str(response.status))
+        if response.status != 200:
+            raise RegistryError(f"token for {shown}: GitLab answered {response.status}")
         try:
-            document = response.json()
+            document = json.loads(response.body)
             token = document["token"]
             lifetime = max(float(document.get("expires_in") or DEFAULT_TOKEN_LIFETIME), 1.0)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RegistryError(f"token for {shown}: GitLab's answer is not a token") from None
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise RegistryError(f"token for {shown}: GitLab's answer is not a token")
         # Renew a little before the end: a token must not expire between our check and the registry's.
         valid_until = now + lifetime - min(30.0, lifetime / 5)
@@ -245,10 +223,13 @@ class TagDetail:
 class RegistryClient:
     """The registry API v2 calls a crawl needs."""
 
-    def __init__(self, registry_base_url: str, tokens: TokenProvider, session: requests.Session,
+    def __init__(self, registry_base_url: str, tokens: TokenProvider, session: Transport,
                  timeout: float, stats: RequestStats) -> None:
         self._base = registry_base_url if registry_base_url.endswith("/") else registry_base_url + "/"
         self._origin = _origin(self._base)
+        # A URL that starts so is on the registry's origin without parsing it (what nearly every request is).
+        parts = urlsplit(self._base)
+        self._origin_prefix = f"{parts.scheme}://{parts.netloc}/"
         self._tokens = tokens
         self._session = session
         self._timeout = timeout
@@ -284,7 +265,7 @@ class RegistryClient:
             response = self._request("registry:catalog:*", "GET", "gitlab/v1/", {})
         except RegistryError as error:
             return False, f"GET /gitlab/v1/ failed: {error}"
-        status = response.status_code
+        status = response.status
         if status == 200:
             return True, "GET /gitlab/v1/ answered 200"
         if status == 404:
@@ -307,11 +288,11 @@ class RegistryClient:
             if pages > MAX_TAG_PAGES:
                 raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages; not read further")
             response = self._request(_scope(repository), "GET", url, {})
-            if response.status_code == 404 and "NAME_UNKNOWN" in response.text:
+            if response.status == 404 and b"NAME_UNKNOWN" in response.body:
                 return []  # listed in the catalog, but every tag was deleted
             self._expect_ok(response, what)
             try:
-                entries = response.json()
+                entries = json.loads(response.body)
             except ValueError:
                 raise RegistryError(f"{what}: the answer is not JSON") from None
             if not isinstance(entries, list):
@@ -350,12 +331,12 @@ class RegistryClient:
             headers["If-None-Match"] = f'"{known_digest}"'
         url = f"v2/{_path(repository)}/manifests/{quote(reference, safe=':')}"
         response = self._request(_scope(repository), "GET", url, headers)
-        if response.status_code == 304 and known_digest:
+        if response.status == 304 and known_digest:
             return NOT_MODIFIED
         self._expect_ok(response, f"manifest {repository}:{reference}")
-        body = response.content
-        content_type = response.headers.get("Content-Type")
-        digest = response.headers.get("Docker-Content-Digest") or ""
+        body = response.body
+        content_type = response.headers.get("content-type")
+        digest = response.headers.get("docker-content-digest") or ""
         if content_type not in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
             # Signed schema 1 digests cover the payload without signatures; all others the bytes served.
             actual = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -376,10 +357,10 @@ class RegistryClient:
         if not is_digest(digest):
             raise RegistryError(f"blob {repository}@{digest!r:.100}: not a digest, not requested")
         url = f"v2/{_path(repository)}/blobs/{digest}"
-        response = self._request(_scope(repository), "HEAD", url, {}, allow_redirects=True)
+        response = self._request(_scope(repository), "HEAD", url, {}, follow_redirects=True)
         self._expect_ok(response, f"blob {repository}@{digest}")
         try:
-            return int(response.headers["Content-Length"])
+            return int(response.headers["content-length"])
         except (KeyError, ValueError):
             raise RegistryError(f"blob {repository}@{digest}: no Content-Length") from None
 
@@ -394,41 +375,36 @@ class RegistryClient:
         url = f"v2/{_path(repository)}/blobs/{digest}"
         with self._lock:
             self._config_requests += 1
-        # Streamed, so that a registry announcing or sending more than max_size costs no more than that.
-        response = self._request(_scope(repository), "GET", url, {}, allow_redirects=True, stream=True)
-        with response:
-            self._expect_ok(response, what)
-            announced = response.headers.get("Content-Length", "")
-            if announced.isdigit() and int(announced) > max_size:
-                raise RegistryError(f"{what}: {announced} bytes, more than the {max_size} a config may have; not read")
-            body = bytearray()
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > max_size:
-                        raise RegistryError(f"{what}: more than the {max_size} bytes a config may have; not read")
-            except requests.RequestException as error:
-                raise RegistryError(f"{what}: {_describe(error)}") from None
+        # Read no further than max_size, so that a registry announcing or sending more costs no more than that.
+        try:
+            response = self._request(_scope(repository), "GET", url, {}, follow_redirects=True, max_body=max_size)
+        except _TooLarge as error:
+            if error.announced is not None:
+                raise RegistryError(f"{what}: {error.announced} bytes, more than the {max_size} a config may have; "
+                                    "not read") from None
+            raise RegistryError(f"{what}: more than the {max_size} bytes a config may have; not read") from None
+        self._expect_ok(response, what)
+        body = response.body
         actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
         if actual != digest:
             raise RegistryError(f"{what}: digest mismatch (got {actual})")
-        return bytes(body)
+        return body
 
     def _pages(self, scope: str, path: str, key: str) -> Iterator[list[str]]:
         url: str | None = f"{path}?n={PAGE_SIZE}"
         first = True
         while url is not None:
             response = self._request(scope, "GET", url, {})
-            if first and response.status_code == 400 and "PAGINATION_NUMBER_INVALID" in response.text:
+            if first and response.status == 400 and b"PAGINATION_NUMBER_INVALID" in response.body:
                 # This registry's page limit is below ours: let it choose the page size.
                 url, first = path, False
                 continue
-            if response.status_code == 404 and "NAME_UNKNOWN" in response.text:
+            if response.status == 404 and b"NAME_UNKNOWN" in response.body:
                 raise _NameUnknown(path)
             self._expect_ok(response, path)
             first = False
             try:
-                items = response.json().get(key) or []
+                items = json.loads(response.body).get(key) or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"{path}: the answer is not the expected JSON") from None
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
@@ -436,9 +412,9 @@ class RegistryClient:
             yield items
             url = self._next_page(response, path)
 
-    def _next_page(self, response: requests.Response, what: str) -> str | None:
+    def _next_page(self, response: Response, what: str) -> str | None:
         """The ``Link: <...>; rel="next"`` of a page, if it stays on the registry's origin; ``None`` at the end."""
-        following = response.links.get("next", {}).get("url")
+        following = _next_link(response.headers.get("link", ""))
         if not following:
             return None
         # Relative to the page that carries it (RFC 8288), as the registries send it: "</v2/...>".
@@ -449,33 +425,46 @@ class RegistryClient:
         return url
 
     def _request(self, scope: str, method: str, url: str, headers: dict[str, str],
-                 allow_redirects: bool = False, stream: bool = False) -> requests.Response:
-        absolute = urljoin(self._base, url)
-        if _origin(absolute) != self._origin:  # what _pages checks, here too: no token leaves the registry
+                 follow_redirects: bool = False, max_body: int | None = None) -> Response:
+        """``url`` is a path below the registry's base URL, or an absolute URL (a next page's)."""
+        absolute = url if "://" in url else self._base + url
+        if not absolute.startswith(self._origin_prefix) and _origin(absolute) != self._origin:
+            # What _pages checks, here too: no token leaves the registry.
             raise RegistryError(f"{method} {_shown(absolute)!r:.100}: not the registry's origin, not requested")
         for attempt in (1, 2):
             token = self._tokens.token(scope)
+            headers["Authorization"] = f"Bearer {token}"
             try:
-                response = self._session.request(
-                    method, absolute, headers={**headers, "Authorization": f"Bearer {token}"},
-                    timeout=self._timeout, allow_redirects=allow_redirects, stream=stream,
-                )
-            except requests.RequestException as error:
+                if max_body is None:
+                    response = self._session.request(method, absolute, headers, self._timeout,
+                                                     follow_redirects=follow_redirects)
+                else:
+                    response = self._session.request(method, absolute, headers, self._timeout,
+                                                     follow_redirects=follow_redirects, max_body=max_body)
+            except BodyTooLarge as error:
+                self.stats.count("error")
+                raise _TooLarge(error.announced) from None
+            except TransportError as error:
                 self.stats.count("error")
                 raise RegistryError(f"{method} {_shown(absolute)}: {_describe(error)}") from None
-            self.stats.count(str(response.status_code))
-            if response.status_code == 401 and attempt == 1:
+            self.stats.count(str(response.status))
+            if response.status == 401 and attempt == 1:
                 # Expired or revoked early: fetch a new token once.
-                response.close()
                 self._tokens.invalidate(scope, token)
                 continue
             return response
         return response
 
     @staticmethod
-    def _expect_ok(response: requests.Response, what: str) -> None:
-        if response.status_code != 200:
-            raise RegistryError(f"{what}: the registry answered {response.status_code}")
+    def _expect_ok(response: Response, what: str) -> None:
+        if response.status != 200:
+            raise RegistryError(f"{what}: the registry answered {response.status}")
+
+
+class _TooLarge(RegistryError):
+    def __init__(self, announced: int | None) -> None:
+        super().__init__("too large")
+        self.announced = announced
 
 
 class _NameUnknown(RegistryError):
@@ -538,7 +527,20 @@ def _shown(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def _describe(error: requests.RequestException) -> str:
+def _describe(error: TransportError) -> str:
     """A transport error in one bounded line (no secrets: tokens travel in headers, never in URLs)."""
-    text = f"{type(error).__name__}: {error}"
+    text = str(error)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _next_link(value: str) -> str | None:
+    """The target of the first ``rel="next"`` in a ``Link`` header (RFC 8288), parsed as ``requests`` did."""
+    if not value:
+        return None
+    for link in re.split(", *<", value):
+        target, _, params = link.partition(";")
+        for param in params.split(";"):
+            key, _, rel = param.partition("=")
+            if key.strip(" '\"").lower() == "rel" and rel.strip(" '\"") == "next":
+                return target.strip("<> '\"")
+    return None
