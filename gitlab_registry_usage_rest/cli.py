@@ -8,7 +8,9 @@ import functools
 import logging
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -102,6 +104,7 @@ def _run_service(config: Config) -> int:
     from .refresher import Refresher
     from .server import serve
     from .web.app import create_app
+    from .web.history_api import prepare_pages
     from .web.metrics import Metrics
 
     data_file = DataFile(config.general.data_file) if config.general.data_file else None
@@ -118,20 +121,25 @@ def _run_service(config: Config) -> int:
     # Recorded after each successful refresh only: a snapshot loaded from the data file was recorded when
     # it was new (and History skips a time it already has).
     history = _history(config)
-    keepers = [keep for keep in (save if data_file else None, history.record if history else None) if keep]
+    metrics = Metrics(snapshots, state, registry_requests)
+    app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
+                     refresh=state, metrics=metrics, history=history)
+    # Once recorded, what the pages show of the new snapshot's history is read in the refresh thread, not by
+    # the first person to look.
+    keepers = [keep for keep in (save if data_file else None, history.record if history else None,
+                                 functools.partial(prepare_pages, app) if history else None) if keep]
     refresher = Refresher(
         crawler, snapshots, state, config.general.refresh_interval.total_seconds(),
         on_snapshot=recorder(*keepers) if keepers else None,
     )
-    metrics = Metrics(snapshots, state, registry_requests)
-    app = create_app(config, snapshots, LdapAuthenticator(config.ldap), unavailable=(LdapUnavailable,),
-                     refresh=state, metrics=metrics, history=history)
 
     def run() -> None:
         try:
             serve(app, config.general, refresher)
         finally:
             crawler.close()  # _serve ends with os._exit, which no atexit hook survives
+            if history is not None:
+                history.close()  # after the write under way, if any
 
     return _serve(run, config)
 
@@ -189,23 +197,47 @@ def _log_level(config: Config) -> str:
 
 
 def _run_demo(port: int | None) -> int:
-    from .demo import DemoAuthenticator, banner, demo_config, demo_listing
+    from .demo import DemoAuthenticator, banner, demo_config
     from .server import serve
-    from .sizes import build_snapshot
     from .web.app import create_app
 
     logs.configure()
     config = demo_config(5000 if port is None else port)
     password = secrets.token_urlsafe(12)
-    now = time.time()
-    snapshots = SnapshotHolder(build_snapshot(demo_listing(now), now))
-    app = create_app(config, snapshots, DemoAuthenticator(password))
+    folder = tempfile.mkdtemp(prefix="registry-usage-demo-")
+    history, snapshot = _demo_history(os.path.join(folder, "history.sqlite3"), time.time())
+    snapshots = SnapshotHolder(snapshot)
+    app = create_app(config, snapshots, DemoAuthenticator(password), history=history)
 
     def ready(url: str) -> None:
         sys.stdout.write(banner(url, password))
         sys.stdout.flush()
 
-    return _serve(lambda: serve(app, config.general, on_ready=ready), config)
+    def run() -> None:
+        try:
+            serve(app, config.general, on_ready=ready)
+        finally:
+            history.close()
+            shutil.rmtree(folder, ignore_errors=True)  # the demo leaves nothing behind
+
+    return _serve(run, config)
+
+
+def _demo_history(path: str, now: float) -> tuple[History, Snapshot]:
+    """A history file holding the demo's generated 90 days, and the snapshot it ends with (the one to serve)."""
+    from .demo import demo_history
+    from .history import History
+
+    history = History(path)
+    quiet = logging.getLogger("gitlab_registry_usage_rest.history")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # not a line per generated refresh
+    try:
+        for snapshot in demo_history(now):
+            history.record(snapshot)
+    finally:
+        quiet.setLevel(level)
+    return history, snapshot
 
 
 def _serve(run: Callable[[], None], config: Config) -> int:

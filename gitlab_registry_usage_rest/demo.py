@@ -6,12 +6,15 @@ directory are replaced by the data and the password below.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 
 from .config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
-from .model import ImageListing, Listing, RepositoryListing
+from .model import ImageListing, Listing, RepositoryListing, Snapshot
+from .sizes import build_snapshot
 
 DEMO_USER = "demo"
 
@@ -166,6 +169,37 @@ def demo_listing(now: float) -> Listing:
     return Listing(tuple(repositories), sizes, ("sandbox/alice/broken: its tags could not be read (demo)",))
 
 
+HISTORY_DAYS = 90
+HISTORY_FULL_DAYS = 7  # the default history_full_days: the last week has a point every two hours
+
+
+def demo_history(now: float) -> Iterator[Snapshot]:
+    """What refreshes would have recorded over the ``HISTORY_DAYS`` days before ``now``: the registry of
+    ``demo_listing(now)`` as it was at each moment (an image from its build time on, a repository from its
+    first image on), once a day, every two hours in the last week, and last the snapshot at ``now`` itself
+    (the one the demo serves). The same ``now`` always gives the same history."""
+    listing = demo_listing(now)
+    moments = [now - day * DAY for day in range(HISTORY_DAYS, HISTORY_FULL_DAYS, -1)]
+    moments += [now - hours * 3600.0 for hours in range(HISTORY_FULL_DAYS * 24, 0, -2)]
+    for moment in moments:
+        yield build_snapshot(_as_of(listing, moment), moment)
+    yield build_snapshot(listing, now)
+
+
+def _as_of(listing: Listing, moment: float) -> Listing:
+    """The images of ``listing`` built by ``moment`` (one without a build time always); the repositories that
+    had any, and those whose tags could not be read."""
+    repositories = []
+    for repository in listing.repositories:
+        if repository.images is None:
+            repositories.append(repository)
+            continue
+        images = tuple(image for image in repository.images if image.created is None or image.created <= moment)
+        if images:
+            repositories.append(dataclasses.replace(repository, images=images))
+    return dataclasses.replace(listing, repositories=tuple(repositories))
+
+
 class DemoAuthenticator:
     """Accepts exactly one user, ``demo``, with the password given at start."""
 
@@ -183,7 +217,8 @@ class DemoAuthenticator:
 def demo_config(port: int) -> Config:
     """A config for the demo: localhost only, a fresh random JWT secret every run."""
     return Config(
-        general=GeneralConfig(socket_host="127.0.0.1", socket_port=port),
+        # The storage the demo registry pretends to have, so that /history says when it is full.
+        general=GeneralConfig(socket_host="127.0.0.1", socket_port=port, storage_capacity=2 * 1024**3),
         ldap=LdapConfig(),
         jwt=JwtConfig(secret_key=secrets.token_urlsafe(48)),
         registry=RegistryConfig(),
@@ -205,7 +240,9 @@ Try:
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/groups?embed=1'
   curl -s -H "Authorization: Bearer $TOKEN" '{url}/cleanup?keep_n=5&older_than=30d'
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Accept: text/csv' '{url}/groups?depth=1'
-In a browser: open {url}/ and log in as {DEMO_USER}: the dashboard, groups, the cleanup simulator,
-every repository's page.
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/history?since=90d'
+  curl -s -H "Authorization: Bearer $TOKEN" '{url}/repositories?window=7d&sort=-growth&limit=5'
+In a browser: open {url}/ and log in as {DEMO_USER}: the dashboard (with 90 days of generated history),
+groups, the cleanup simulator, every repository's page.
 Stop with Ctrl-C.
 """

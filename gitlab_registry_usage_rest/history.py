@@ -26,9 +26,10 @@ starts with the figures at the end of the last day that ended before it: the arc
 Retention runs in the same transaction: points older than ``history_full_days`` move to the archive, at
 most ``ARCHIVE_BATCH`` rows (or a sixteenth of those waiting, if more) per refresh, oldest first, so a
 day's changes crossing into the archive cost many refreshes a little each instead of one refresh many
-seconds; totals rows thin to one a day, and archive blocks wholly older than ``history_days`` go, except
-the block holding a series' last point before that horizon (the figures in force when the kept history
-starts). Blocks are freed whole, so up to 32 days more than ``history_days`` may be kept.
+seconds; totals rows thin to one a day, and archive blocks wholly older than ``history_days`` go (at most
+``PRUNE_BATCH`` a refresh), except the block holding a series' last point before that horizon (the figures
+in force when the kept history starts). Blocks are freed whole, so up to 32 days more than
+``history_days`` may be kept.
 
 The file is in WAL mode: request threads read through connections of their own (read-only), which never
 wait for the writer. It is created with mode 0600 in folders created with 0700, as the data file is. A
@@ -74,6 +75,8 @@ CHECKPOINT_ROWS = 20_000
 # Points moved into the archive per refresh: at least this many, or a sixteenth of those waiting.
 ARCHIVE_BATCH = 5_000
 ARCHIVE_SPREAD = 16
+# Blocks freed per refresh, at most (a day's pruning frees a block of every series once every 32 days).
+PRUNE_BATCH = 20_000
 
 MIGRATIONS: tuple[str, ...] = (
     # Version 1: totals, series names, every point.
@@ -227,7 +230,7 @@ class History:
         # Bumped whenever the file is replaced: readers reopen instead of reading the file moved aside.
         self._generation = 0
         # Replaced, never changed in place, once loaded: request threads iterate it while the writer goes on.
-        self._ids: dict[tuple[int, str], int] = {}
+        self._ids: tuple[dict[str, int], dict[str, int]] = ({}, {})  # per kind: name -> series id
         self._next_id = 1  # ids are never reused: old checkpoints still name the ids of series gone since
         self._last: dict[int, Figures] = {}  # series id -> its figures in force (absent: none or gone)
         self._latest: int | None = None  # the newest totals timestamp
@@ -312,10 +315,10 @@ class History:
 
     def _load(self, connection: sqlite3.Connection) -> None:
         """The series' ids and the figures in force: the newest plain point, else the newest archived one."""
-        self._ids = {(kind, name): number for number, kind, name in connection.execute(
-            "SELECT id, kind, name FROM series")}
+        self._ids = _series_ids(connection)
         stored = connection.execute("SELECT value FROM meta WHERE key = 'next_series'").fetchone()
-        self._next_id = max(max(self._ids.values(), default=0) + 1, stored[0] if stored else 1)
+        highest = max(itertools.chain(self._ids[REPOSITORY].values(), self._ids[GROUP].values()), default=0)
+        self._next_id = max(highest + 1, stored[0] if stored else 1)
         last: dict[int, Figures | None] = {}
         for series, size, disk, unique, tags in connection.execute("SELECT series, size, disk_size, unique_size, "
                                                                    "tag_count FROM base"):
@@ -401,7 +404,7 @@ class History:
 
     def _write(self, connection: sqlite3.Connection, snapshot: Snapshot, timestamp: int) -> int:
         ids, last = self._ids, self._last
-        new_ids: dict[tuple[int, str], int] = {}
+        new_ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
         new_last: dict[int, Figures] = {}
         present: set[int] = set()
         rows: list[tuple[int, int, int | None, int | None, int | None, int | None]] = []
@@ -410,22 +413,17 @@ class History:
         try:
             size = disk = tags = 0
 
-            def series_id(key: tuple[int, str]) -> int:
-                nonlocal next_id
-                number = ids.get(key) or new_ids.get(key)
-                if number is None:
-                    number = new_ids[key] = next_id
-                    next_id += 1
-                    connection.execute("INSERT INTO series VALUES (?, ?, ?)", (number, *key))
-                return number
-
-            def observe(key: tuple[int, str], figures: Figures | None) -> None:
-                number = ids.get(key)
+            def observe(kind: int, name: str, figures: Figures | None) -> None:
+                number = ids[kind].get(name)
                 if figures is None:  # unreadable: whatever it had stays in force
                     if number is not None:
                         present.add(number)
                     return
-                number = series_id(key)
+                if number is None:
+                    nonlocal next_id
+                    number = new_ids[kind][name] = next_id
+                    next_id += 1
+                    connection.execute("INSERT INTO series VALUES (?, ?, ?)", (number, kind, name))
                 present.add(number)
                 if last.get(number) != figures:
                     new_last[number] = figures
@@ -435,20 +433,20 @@ class History:
                 repo_tags = len(repository.tags or ())
                 tags += repo_tags
                 if repository.size is None or repository.disk_size is None:
-                    observe((REPOSITORY, repository.name), None)
+                    observe(REPOSITORY, repository.name, None)
                     continue
                 size += repository.size
                 disk += repository.disk_size
-                observe((REPOSITORY, repository.name),
+                observe(REPOSITORY, repository.name,
                         (repository.size, repository.disk_size, repository.unique_size, repo_tags))
             for group in snapshot.groups:
-                observe((GROUP, group.name), (group.size, group.disk_size, group.unique_size, group.tag_count))
+                observe(GROUP, group.name, (group.size, group.disk_size, group.unique_size, group.tag_count))
             gone = [number for number in last if number not in present]
             rows.extend((number, *closing(timestamp)) for number in gone)
             connection.execute("INSERT INTO totals VALUES (?, ?, ?, ?, ?)",
                                (timestamp, size, disk, len(snapshot.repositories), tags))
             connection.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)", rows)
-            if new_ids:
+            if next_id != self._next_id:
                 connection.execute("INSERT OR REPLACE INTO meta VALUES ('next_series', ?)", (next_id,))
             checkpoint, since_checkpoint = self._checkpoint, self._since_checkpoint + len(rows)
             previous = self._latest
@@ -470,9 +468,9 @@ class History:
                 connection.execute("ROLLBACK")
             raise
         # In memory only once committed: a failed write leaves the figures of the last one that worked.
-        if new_ids or removed:
-            self._ids = {key: number for key, number in itertools.chain(ids.items(), new_ids.items())
-                         if number not in removed}
+        if new_ids[REPOSITORY] or new_ids[GROUP] or removed:
+            self._ids = (_merged(ids[REPOSITORY], new_ids[REPOSITORY], removed),
+                         _merged(ids[GROUP], new_ids[GROUP], removed))
         self._next_id = next_id
         last.update(new_last)
         for number in gone:
@@ -506,21 +504,24 @@ class History:
         if pruned is not None and pruned >= horizon_day:
             return set()
         # Once a day: free the blocks no query can need any more (each series keeps the newest one holding a
-        # point before the horizon: the figures in force when the kept history starts).
-        connection.execute(
-            "DELETE FROM archive WHERE block < ? AND block < (SELECT MAX(newer.block) FROM archive AS newer "
-            "WHERE newer.series = archive.series AND newer.first < ?)", (horizon_block, horizon))
-        connection.execute(
-            "DELETE FROM archive WHERE series IN (SELECT series FROM archive AS closed WHERE block < ? AND last_gone "
-            "AND NOT EXISTS (SELECT 1 FROM archive AS newer WHERE newer.series = closed.series "
-            "AND newer.block > closed.block))", (horizon_block,))
-        unused = {row[0] for row in connection.execute(
-            "SELECT id FROM series WHERE NOT EXISTS (SELECT 1 FROM points WHERE series = series.id) "
-            "AND NOT EXISTS (SELECT 1 FROM archive WHERE series = series.id) "
-            "AND NOT EXISTS (SELECT 1 FROM base WHERE series = series.id)")}
-        connection.executemany("DELETE FROM series WHERE id = ?", ((number,) for number in unused))
-        connection.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_day', ?)", (horizon_day,))
-        return unused
+        # point before the horizon: the figures in force when the kept history starts), and forget the series
+        # closed before it. At most PRUNE_BATCH blocks a refresh: the rest goes with the next refreshes.
+        doomed = connection.execute(
+            "SELECT series, block FROM archive WHERE block < ? AND block < (SELECT MAX(newer.block) FROM archive "
+            "AS newer WHERE newer.series = archive.series AND newer.first < ?) LIMIT ?",
+            (horizon_block, horizon, PRUNE_BATCH)).fetchall()
+        connection.executemany("DELETE FROM archive WHERE series = ? AND block = ?", doomed)
+        closed = {row[0] for row in connection.execute(
+            "SELECT series FROM archive AS closed WHERE block < ? AND last_gone AND NOT EXISTS "
+            "(SELECT 1 FROM archive AS newer WHERE newer.series = closed.series AND newer.block > closed.block) "
+            "AND NOT EXISTS (SELECT 1 FROM points WHERE points.series = closed.series) LIMIT ?",
+            (horizon_block, PRUNE_BATCH))}
+        for statement in ("DELETE FROM archive WHERE series = ?", "DELETE FROM base WHERE series = ?",
+                          "DELETE FROM series WHERE id = ?"):
+            connection.executemany(statement, ((number,) for number in closed))
+        if len(doomed) < PRUNE_BATCH and len(closed) < PRUNE_BATCH:
+            connection.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_day', ?)", (horizon_day,))
+        return closed
 
     def _move(self, connection: sqlite3.Connection, cutoff: int) -> None:
         """Move the oldest of the points older than ``cutoff`` into the archive: ``archive_batch`` of them, or
@@ -639,25 +640,59 @@ class History:
         # The point in force at the window's start, unless one starts it.
         return (before[-1:] if not inside or inside[0].timestamp > since else []) + inside
 
-    def disk_sizes_at(self, kind: int, moment: int) -> dict[str, int]:
-        """Every repository's (or group's) disk size in force at ``moment`` (ms); absent: none then, or gone.
+    def state_at(self, moment: int) -> array[int]:
+        """Every series' disk size in force at ``moment`` (ms), indexed by series id (``series_ids``); -1: none
+        then, or gone.
 
         One checkpoint and the plain rows after it, up to ``moment``; where the rows after the checkpoint are
         in the archive already (a moment before ``history_full_days``), the checkpoint alone: the figures at
         the end of the last UTC day that ended before ``moment``."""
         with self._reading() as connection:
             state = _state_at(connection, moment)
-            if state is None:
-                if connection.execute("SELECT 1 FROM totals WHERE timestamp <= ? LIMIT 1", (moment,)).fetchone():
-                    return _tiers_at(connection, kind, moment)  # a file from before checkpoints (version 2)
-                return {}
-            ids = self._ids
-            if not ids:  # a reader without a writer (the file could not be opened for writing)
-                ids = {(kind_of, name): number for number, kind_of, name in connection.execute(
-                    "SELECT id, kind, name FROM series")}
+            if state is not None:
+                return state
+            if not connection.execute("SELECT 1 FROM totals WHERE timestamp <= ? LIMIT 1", (moment,)).fetchone():
+                return array("q")
+            found = _tiers_at(connection, moment)  # a file from before checkpoints (version 2)
+        state = array("q", [-1]) * (max(found, default=-1) + 1)
+        for number, disk in found.items():
+            state[number] = disk
+        return state
+
+    def series_ids(self, kind: int, names: Iterable[str]) -> list[int]:
+        """The series id of each repository (or group) named, 0 for one never recorded (no id is 0)."""
+        known = self._ids[kind]
+        if self._writer is None:  # a reader without a writer: the file could not be opened for writing
+            with self._reading() as connection:
+                known = _series_ids(connection)[kind]
+        return list(map(known.get, names, itertools.repeat(0)))
+
+    def disk_sizes_at(self, kind: int, moment: int) -> dict[str, int]:
+        """Every repository's (or group's) disk size in force at ``moment`` (ms), as ``state_at`` finds them;
+        absent: none then, or gone."""
+        state = self.state_at(moment)
+        known = self._ids[kind] if self._writer is not None else None
+        if known is None:
+            with self._reading() as connection:
+                known = _series_ids(connection)[kind]
         size = len(state)
-        return {name: disk for (kind_of, name), number in ids.items()
-                if kind_of == kind and number < size and (disk := state[number]) >= 0}
+        return {name: disk for name, number in known.items() if number < size and (disk := state[number]) >= 0}
+
+
+def _series_ids(connection: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int]]:
+    ids: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    for number, kind, name in connection.execute("SELECT id, kind, name FROM series"):
+        ids[kind][name] = number
+    return ids
+
+
+def _merged(known: dict[str, int], added: dict[str, int], removed: set[int]) -> dict[str, int]:
+    """A new map of names to ids: ``known`` with ``added``, without the ids ``removed``."""
+    if not added and not removed:
+        return known
+    merged = {name: number for name, number in known.items() if number not in removed} if removed else dict(known)
+    merged.update(added)
+    return merged
 
 
 def _checkpoint(connection: sqlite3.Connection, timestamp: int, figures: Mapping[int, Figures]) -> None:
@@ -689,10 +724,9 @@ def _state_at(connection: sqlite3.Connection, moment: int) -> array[int] | None:
     return state
 
 
-def _tiers_at(connection: sqlite3.Connection, kind: int, moment: int) -> dict[str, int]:
-    """``disk_sizes_at`` from the tiers alone, for moments before the first checkpoint: every series' newest
-    plain point, else its archived one (a scan of every series)."""
-    names = dict(connection.execute("SELECT id, name FROM series WHERE kind = ?", (kind,)))
+def _tiers_at(connection: sqlite3.Connection, moment: int) -> dict[int, int]:
+    """Every series' disk size in force at ``moment`` (by id) from the tiers alone, for moments before the first
+    checkpoint: its newest plain point not after it, else its archived one (a scan of every series)."""
     moved = _meta(connection, "moved")
     found: dict[int, int | None] = {}
     if moved is None or moment >= moved:
@@ -707,11 +741,11 @@ def _tiers_at(connection: sqlite3.Connection, kind: int, moment: int) -> dict[st
         block = _block(moment)
         for series, data in connection.execute(
                 "SELECT series.id, (SELECT data FROM archive WHERE archive.series = series.id AND block <= ? "
-                "AND first <= ? ORDER BY block DESC LIMIT 1) FROM series WHERE kind = ?", (block, moment, kind)):
+                "AND first <= ? ORDER BY block DESC LIMIT 1) FROM series", (block, moment)):
             if data is not None:
                 point = _latest(decode_block(data), moment)
                 found[series] = None if point is None else point.disk_size
-    return {names[series]: disk for series, disk in found.items() if disk is not None and series in names}
+    return {series: disk for series, disk in found.items() if disk is not None}
 
 
 def _latest(points: Sequence[Point], moment: int) -> Point | None:

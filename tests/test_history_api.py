@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +139,33 @@ def test_without_history_the_endpoints_say_so(holder: SnapshotHolder) -> None:
         response = client.get("/history", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 404
         assert "history_file" in response.get_json()["message"]
+
+
+def test_growth_as_csv_has_the_listings_columns_and_growth(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.get("/repositories?window=3d&sort=-growth&format=csv", headers=auth)
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "repositories-growth-3d.csv" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.data.decode())))
+    assert rows == [["name", "size", "disk_size", "unique_size", "tag_count", "growth"],
+                    ["a/grows", "20000", "20000", "20000", "1", "3000"],
+                    ["a/history", "7", "7", "7", "1", "7"],
+                    ["a/steady", "500", "500", "500", "1", "0"]]
+    groups = client.get("/groups?window=3d&format=csv", headers=auth)
+    assert list(csv.reader(io.StringIO(groups.data.decode())))[1:] == [["a", "20507", "20507", "20507", "3", "3",
+                                                                         "3007"]]
+
+
+def test_a_page_of_the_ranking_is_the_rankings_start(client: FlaskClient, auth: dict[str, str]) -> None:
+    """A limited page is picked without sorting everything; it must be what the whole order starts with."""
+    whole = get_json(client, "/repositories?window=30d&sort=growth", auth)["_embedded"]["items"]
+    for sort, expected in (("growth", whole), ("-growth", sorted(whole, key=lambda item: -item["growth"]))):
+        page = get_json(client, f"/repositories?window=30d&sort={sort}&limit=2&offset=1", auth)
+        assert [item["name"] for item in page["_embedded"]["items"]] == [item["name"] for item in expected[1:3]]
+        assert page["repository_count"] == 3
+
+
+def test_a_prefix_limits_the_ranking_and_its_total(client: FlaskClient, auth: dict[str, str]) -> None:
+    body = get_json(client, "/repositories?window=3d&sort=-growth&prefix=a/s", auth)
+    assert [(item["name"], item["growth"]) for item in body["_embedded"]["items"]] == [("a/steady", 0)]
+    assert (body["total_growth"], body["repository_count"]) == (0, 1)

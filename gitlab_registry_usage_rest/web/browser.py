@@ -39,9 +39,10 @@ def provide_page_history(app: Flask, history: PageHistory) -> None:
     app.extensions[_PAGE_HISTORY] = history
 
 
-def page_history() -> PageHistory | None:
-    """The current app's view of the history for its pages; ``None`` where no history is kept."""
-    found: PageHistory | None = current_app.extensions.get(_PAGE_HISTORY)
+def page_history(app: Flask | None = None) -> PageHistory | None:
+    """``app``'s (by default the current app's) view of the history for its pages; ``None`` where no history
+    is kept."""
+    found: PageHistory | None = (app or current_app).extensions.get(_PAGE_HISTORY)
     return found
 
 

@@ -12,12 +12,16 @@ snapshot and is rendered once per snapshot, as the other listings are.
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import logging
+import operator
 import sqlite3
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -28,7 +32,7 @@ from ..history import GROUP, REPOSITORY, History
 from ..model import GroupUsage, RepositoryUsage, Snapshot
 from ..state import SnapshotHolder
 from . import export, hal, sparkline
-from .browser import provide_page_history
+from .browser import page_history, provide_page_history
 from .humanize import iso_millis
 from .resources import _raw_subpath, _token_required
 from .responses import RenderCache, json_error, respond, wants_html
@@ -43,6 +47,8 @@ HISTORY = "history"
 GROWTH_SORT_KEYS = (*hal.GROUP_SORT_KEYS, "growth")
 # Growth figures kept per snapshot: (kind, window) -> name -> growth.
 _GROWTH_CACHE_SIZE = 8
+# A page of a growth ranking up to this far is picked from the items (heapq) instead of sorting them all.
+PARTIAL_ORDER = 1000
 
 Document = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -105,15 +111,37 @@ def _trend(points: list[tuple[int, int]]) -> float | None:
 Item = RepositoryUsage | GroupUsage
 
 
-class GrowthTable:
-    """Every item of one listing (the repositories, or the groups of one depth) with its growth over one window,
-    for one snapshot; each order asked for is sorted once (racing threads may sort the same order twice)."""
+class _Listing:
+    """The items of one listing (the repositories, or the groups of one depth) of one snapshot, with what the
+    growth over any window needs of them: their series ids in the history and their disk sizes now."""
 
-    def __init__(self, items: Sequence[Item], then: Mapping[str, int]) -> None:
+    def __init__(self, items: Sequence[Item], numbers: list[int]) -> None:
         self.items = items
-        self.grown: list[int | None] = [None if item.disk_size is None else item.disk_size - then.get(item.name, 0)
-                                        for item in items]
-        self.total = sum(value for value in self.grown if value is not None)
+        self.numbers = numbers
+        self.disks = [item.disk_size or 0 for item in items]
+        self.unknown = [number for number, item in enumerate(items) if item.disk_size is None]
+        self.top = max(numbers, default=0)
+
+
+class GrowthTable:
+    """Every item of one listing with its growth over one window (``state``: every series' disk size at the
+    window's start, by id), for one snapshot; each order asked for is sorted once (racing threads may sort
+    one order twice, equally).
+
+    Linear, and in C but for the ids' lookup (once per snapshot): 100,000 repositories take milliseconds."""
+
+    def __init__(self, listing: _Listing, state: array[int]) -> None:
+        self.items = listing.items
+        if len(state) <= listing.top:
+            state = state + array("q", [-1]) * (listing.top + 1 - len(state))
+        # Disk size now minus then; none then (-1, or id 0: never recorded) counts from zero.
+        then = map(max, map(state.__getitem__, listing.numbers), itertools.repeat(0))
+        grown = list(map(operator.sub, listing.disks, then))
+        self.total = sum(grown) - sum(grown[number] for number in listing.unknown)
+        self.grown = cast(list[int | None], grown)
+        for number in listing.unknown:
+            self.grown[number] = None  # its figures could not be read
+        self._unknown = listing.unknown
         self._orders: dict[str, list[int]] = {}
 
     def order(self, sort: str | None) -> Sequence[int]:
@@ -125,21 +153,43 @@ class GrowthTable:
         if found is None:
             key = sort.lstrip("-")
             values: list[Any] = self.grown if key == "growth" else [getattr(item, key) for item in self.items]
-            known = [number for number, value in enumerate(values) if value is not None]
+            unknown = self._unknown if key == "growth" else [
+                number for number, value in enumerate(values) if value is None]
+            known: Sequence[int] = range(len(values))
+            if unknown:
+                missing = set(unknown)
+                known = [number for number in known if number not in missing]
             value_of: Callable[[int], Any] = values.__getitem__
-            known.sort(key=value_of, reverse=sort.startswith("-"))
-            found = self._orders[sort] = known + [number for number, value in enumerate(values) if value is None]
+            found = self._orders[sort] = sorted(known, key=value_of, reverse=sort.startswith("-")) + list(unknown)
         return found
 
 
+    def first(self, sort: str, count: int) -> list[int]:
+        """The first ``count`` indices of ``order(sort)``; by growth, picked without sorting them all while
+        the whole order is not needed (a page of the ranking, the dashboard's top ten)."""
+        found = self._orders.get(sort)
+        if found is not None or sort.lstrip("-") != "growth" or count > PARTIAL_ORDER:
+            return list(self.order(sort)[:count])
+        known: Sequence[int] = range(len(self.items))
+        if self._unknown:
+            missing = set(self._unknown)
+            known = [number for number in known if number not in missing]
+        # Equal to sorted(...)[:count], ties in listing order (as heapq documents).
+        pick = heapq.nlargest if sort.startswith("-") else heapq.nsmallest
+        value_of: Callable[[int], Any] = self.grown.__getitem__
+        chosen = pick(count, known, key=value_of)
+        return chosen + self._unknown[:count - len(chosen)]
+
+
 class _GrowthCache:
-    """The growth tables of the current snapshot (per kind, depth and window start); a new snapshot starts
-    an empty one."""
+    """The growth tables of the current snapshot (per kind, depth and window start), and its listings' ids;
+    a new snapshot starts afresh."""
 
     def __init__(self, history: History) -> None:
         self._history = history
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._listings: dict[tuple[int, int], _Listing] = {}
         self._entries: OrderedDict[tuple[int, int, int], GrowthTable] = OrderedDict()
 
     def get(self, snapshot: Snapshot, kind: int, depth: int, moment: int) -> GrowthTable:
@@ -148,13 +198,17 @@ class _GrowthCache:
         key = (kind, depth, moment)
         with self._lock:
             if self._snapshot is not snapshot:
-                self._snapshot, self._entries = snapshot, OrderedDict()
+                self._snapshot, self._listings, self._entries = snapshot, {}, OrderedDict()
             found = self._entries.get(key)
+            listing = self._listings.get((kind, depth))
         if found is None:
-            items: Sequence[Item] = hal.groups_at(snapshot, depth) if kind == GROUP else snapshot.repositories
-            found = GrowthTable(items, self._history.disk_sizes_at(kind, moment))
+            if listing is None:
+                items: Sequence[Item] = hal.groups_at(snapshot, depth) if kind == GROUP else snapshot.repositories
+                listing = _Listing(items, self._history.series_ids(kind, [item.name for item in items]))
+            found = GrowthTable(listing, self._history.state_at(moment))
             with self._lock:
                 if self._snapshot is snapshot:
+                    self._listings[kind, depth] = listing
                     self._entries[key] = found
                     while len(self._entries) > _GROWTH_CACHE_SIZE:
                         self._entries.popitem(last=False)
@@ -307,21 +361,23 @@ def _window_start(snapshot: Snapshot, window: datetime.timedelta) -> int:
     return round((snapshot.timestamp - window.total_seconds()) * 1000)
 
 
-def _selected(table: GrowthTable, window: hal.Window) -> list[int]:
-    """The indices of the items ``window`` selects (prefix, order; not yet cut)."""
-    order = table.order(window.sort)
+def _selected(table: GrowthTable, window: hal.Window) -> tuple[list[int], int, list[int] | None]:
+    """The indices of the items ``window`` shows (prefix, order, cut), how many it selects before the cut,
+    and (with a prefix) all those it selects."""
+    end = None if window.limit is None else window.offset + window.limit
     prefix = window.prefix
     if prefix is None:
-        return list(order)
+        if end is not None and window.sort is not None:
+            return table.first(window.sort, end)[window.offset:], len(table.items), None
+        return list(table.order(window.sort)[window.offset:end]), len(table.items), None
     items = table.items
-    return [number for number in order if items[number].name.startswith(prefix)]
+    selected = [number for number in table.order(window.sort) if items[number].name.startswith(prefix)]
+    return selected[window.offset:end], len(selected), selected
 
 
 def growth_rows(table: GrowthTable, groups: bool, window: hal.Window) -> list[export.Row]:
     """The CSV rows of a growth listing: the listing's columns, then ``growth``."""
-    selected = _selected(table, window)
-    end = None if window.limit is None else window.offset + window.limit
-    chosen = selected[window.offset:end]
+    chosen, _, _ = _selected(table, window)
     items = [table.items[number] for number in chosen]
     rows = export.group_rows(items) if groups else export.repository_rows(items)  # type: ignore[arg-type]
     return [(*row, table.grown[number]) for row, number in zip(rows, chosen, strict=True)]
@@ -332,12 +388,9 @@ def growth_document(snapshot: Snapshot, table: GrowthTable, groups: bool, depth:
     """The listing with ``growth`` per item (disk size now minus then), sortable by it."""
     window = options.window
     path = hal.groups_path(options.base) if groups else hal.repositories_path(options.base)
-    selected = _selected(table, window)
-    total = len(selected)
-    end = None if window.limit is None else window.offset + window.limit
-    shown = selected[window.offset:end]
+    shown, total, selected = _selected(table, window)
     items = table.items
-    if window.prefix is None:
+    if selected is None:
         total_growth = table.total
     else:
         total_growth = sum(grown for number in selected if (grown := table.grown[number]) is not None)
@@ -430,7 +483,7 @@ class PageHistory:
             points: list[tuple[float, int | None]] = [(row.timestamp / 1000, row.disk_size) for row in totals]
             trend = sparkline.Trend(since, until, _ending(points, snapshot.timestamp, snapshot.total_disk_size))
             growers = []
-            for number in table.order("-growth")[:sparkline.GROWERS]:
+            for number in table.first("-growth", sparkline.GROWERS):
                 grown, repository = table.grown[number], table.items[number]
                 if grown is None or grown <= 0 or repository.disk_size is None:
                     break
@@ -455,6 +508,14 @@ class PageHistory:
             return None
         steps: list[tuple[float, int | None]] = [(point.timestamp / 1000, point.disk_size) for point in points]
         return sparkline.Trend(since, until, tuple(steps) if disk is None else _ending(steps, snapshot.timestamp, disk))
+
+
+def prepare_pages(app: Flask, snapshot: Snapshot) -> None:
+    """Read what ``app``'s pages show of ``snapshot``'s history now (the refresh thread, once it is recorded),
+    so that no request waits for it: the dashboard's sparkline and growers, and the repositories' ids."""
+    history = page_history(app)
+    if history is not None:
+        history.dashboard(snapshot)
 
 
 def _trend_span(snapshot: Snapshot) -> tuple[float, float]:

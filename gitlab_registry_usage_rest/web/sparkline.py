@@ -75,7 +75,7 @@ def steps(trend: Trend) -> list[Step]:
     sliced: dict[int, Step] = {}
     for moment, value in inside:
         # Each slice keeps its last value, at the slice's first moment that saw a change.
-        number = min(int((moment - since) / span * (MAX_POINTS - 1)), MAX_POINTS - 1)
+        number = min(int((moment - since) / span * MAX_POINTS), MAX_POINTS - 1)
         first = sliced.get(number)
         sliced[number] = (moment if first is None else first[0], value)
     return list(sliced.values())
@@ -137,11 +137,17 @@ def trend_section(trend: Trend | None, what: str, section_id: str = "trend") -> 
     if not picture:
         return (f'<section id="{_e(section_id)}">{heading}<p class="legend">The history starts with this '
                 "refresh: the next ones draw the line.</p></section>")
-    drawn = [value for _, value in steps(trend) if value is not None]
-    first, last = drawn[0], drawn[-1]
+    drawn = [(moment, value) for moment, value in steps(trend) if value is not None]
+    (start, first), last = drawn[0], drawn[-1][1]
+    values = [value for _, value in drawn]
     return (f'<section id="{_e(section_id)}">{heading}<div class="picture spark">{picture}</div>'
-            f'<p class="legend">From {_bytes(first)} to {_bytes(last)}: {_signed(last - first)}; between '
-            f"{_bytes(min(drawn))} and {_bytes(max(drawn))}.</p></section>")
+            f'<p class="legend">From {_bytes(first)} on {_day(start)} to {_bytes(last)} on {_day(trend.until)}: '
+            f"{_signed(last - first)}; lowest {_bytes(min(values))}, highest {_bytes(max(values))}.</p></section>")
+
+
+def _day(moment: float) -> str:
+    stamp = iso(moment)
+    return f'<time datetime="{stamp}" title="{stamp}">{stamp[:10]}</time>'
 
 
 def growers_section(growers: Sequence[Grower] | None, base: str) -> str:
