@@ -20,9 +20,11 @@ apart from the errors, which each name a repository without figures (``/health``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -91,16 +93,19 @@ class _Tag:
 
 
 @dataclass(frozen=True, slots=True)
-class _Details:
-    """A repository's tags as GitLab's API lists them: those resolved from the cache without a request, and
-    those whose digest is new, each to be fetched by digest."""
+class _Listed:
+    """A repository's tags (each once, in listing order), those resolved by the task that listed them, and
+    those left for tasks of their own: tags (registry API v2) or, from GitLab's API, tags at a new digest."""
 
     tags: list[str]
     resolved: list[tuple[str, _Tag]]
-    unseen: list[TagDetail]
+    pending: list[str] | list[TagDetail]
 
 
 _CANCEL_CHECK_INTERVAL = 0.25
+# Tags resolved per task, one after the other: a future and its callback per tag cost the crawl more CPU than the
+# tag's request; a repository of many tags still spreads over the threads, in tasks of this many.
+TAGS_PER_TASK = 32
 # Repositories per token request: one token for many scopes saves a round trip per repository.
 TOKEN_BATCH = 25
 # Config dates kept, at most: about 150 bytes each (the digest string is shared with the cached images).
@@ -164,16 +169,17 @@ class BuiltinCrawler:
         self._images: dict[str, ResolvedImage] = {}
         self._children: dict[str, ResolvedImage] = {}
         self._blob_sizes: dict[str, int] = {}
+        self._layers: dict[tuple[str, int], tuple[str, int]] = {}  # each cached image's layers, one object each
         self._tag_digests: dict[tuple[str, str], str] = {}
         # Manifest digests being fetched for a tag GitLab's API listed, so that tags sharing one ask once.
         self._manifests_lock = threading.Lock()
-        self._manifest_fetching: dict[str, threading.Event] = {}
+        self._manifest_fetching: dict[str, threading.Lock] = {}
         # Config digest -> creation time; failed reads are not kept, so the next crawl tries again.
         self._max_configs = max_configs
         self._max_config_size = max_config_size
         self._configs: dict[str, float | None | _Unreadable] = {}
         self._configs_lock = threading.Lock()
-        self._config_fetching: dict[str, threading.Event] = {}
+        self._config_fetching: dict[str, threading.Lock] = {}
         for digest, created in (known_configs or {}).items():
             if len(self._configs) >= max_configs:
                 break
@@ -247,23 +253,23 @@ class BuiltinCrawler:
         pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="crawl")
         # Completed work arrives through a queue: waiting on the set of pending futures instead costs
         # time proportional to that set at every completion, quadratic over a large registry.
-        completed: queue.SimpleQueue[tuple[Future[Any], str, str | None]] = queue.SimpleQueue()
+        completed: queue.SimpleQueue[tuple[Future[Any], str]] = queue.SimpleQueue()
 
-        def submit(name: str, tag: str | None, work: Callable[..., Any], *args: object) -> None:
+        def submit(name: str, work: Callable[..., Any], *args: object) -> None:
             future = pool.submit(work, *args)
-            future.add_done_callback(lambda done: completed.put((done, name, tag)))
+            future.add_done_callback(lambda done: completed.put((done, name)))
 
         try:
             for first in range(0, len(catalog), TOKEN_BATCH):
                 pool.submit(self._client.prefetch_tokens, catalog[first:first + TOKEN_BATCH])
             for name in catalog:
-                submit(name, None, self._tag_details if gitlab_v1 else self._client.tags, name)
+                submit(name, self._list_repository, name, gitlab_v1)
             outstanding, last_report = len(catalog), started
             while outstanding:
                 if self._cancelled.is_set():
                     raise CrawlError("cancelled")
                 try:
-                    future, name, tag = completed.get(timeout=_CANCEL_CHECK_INTERVAL)
+                    future, name = completed.get(timeout=_CANCEL_CHECK_INTERVAL)
                 except queue.Empty:
                     continue
                 outstanding -= 1
@@ -272,19 +278,14 @@ class BuiltinCrawler:
                 except (RegistryError, ManifestError) as error:
                     run.failed(name, error)
                 else:
-                    if isinstance(result, _Details):
+                    if isinstance(result, _Listed):
                         run.listed(name, result.tags)
-                        for each, resolved in result.resolved:
-                            run.resolved(name, each, resolved)
-                        for detail in result.unseen:
-                            submit(name, detail.name, self._resolve_detail, name, detail)
+                        for first in range(0, len(result.pending), TAGS_PER_TASK):
+                            submit(name, self._resolve_tags, name, result.pending[first:first + TAGS_PER_TASK])
                             outstanding += 1
-                    elif tag is None:
-                        for each in run.listed(name, result):
-                            submit(name, each, self._resolve_tag, name, each)
-                            outstanding += 1
-                    else:
-                        run.resolved(name, tag, result)
+                        result = result.resolved
+                    for each, resolved in result:
+                        run.resolved(name, each, resolved)
                 now = self._clock()
                 if now - last_report >= self._progress_interval or not outstanding:
                     self._report(run.done, len(catalog), started, requests_before)
@@ -342,6 +343,7 @@ class BuiltinCrawler:
         self._images = used
         self._children = {digest: child for digest, child in self._children.items() if digest in children}
         self._blob_sizes = {digest: size for digest, size in self._blob_sizes.items() if digest in layers}
+        self._layers = {layer: layer for image in used.values() for layer in image.layers}
         with self._configs_lock:
             self._configs = {digest: created for digest, created in self._configs.items() if digest in configs}
 
@@ -356,11 +358,12 @@ class BuiltinCrawler:
             done, total, requests, requests / elapsed, "unknown" if eta != eta else f"{eta:.0f}s",
         )
 
-    def _resolve_tag(self, repository: str, tag: str) -> _Tag:
-        return self._tag(repository, tag, self._resolve_image(repository, tag))
-
-    def _tag_details(self, repository: str) -> _Details:
-        """GitLab's tag list of a repository, with every tag at a digest already resolved resolved from the cache."""
+    def _list_repository(self, repository: str, gitlab_v1: bool) -> _Listed:
+        """A repository's tags, and the first ``TAGS_PER_TASK`` of them that need a request resolved too."""
+        if not gitlab_v1:
+            tags = list(dict.fromkeys(self._client.tags(repository)))
+            return _Listed(tags, self._resolve_tags(repository, tags[:TAGS_PER_TASK]), tags[TAGS_PER_TASK:])
+        # GitLab's tag list: every tag at a digest already resolved is resolved from the cache.
         details = self._client.tag_details(repository)
         resolved, unseen = [], []
         for detail in details:
@@ -369,7 +372,23 @@ class BuiltinCrawler:
                 unseen.append(detail)
             else:
                 resolved.append((detail.name, self._tag(repository, detail.name, image, detail.published)))
-        return _Details([detail.name for detail in details], resolved, unseen)
+        resolved += self._resolve_tags(repository, unseen[:TAGS_PER_TASK])
+        return _Listed([detail.name for detail in details], resolved, unseen[TAGS_PER_TASK:])
+
+    def _resolve_tags(self, repository: str, tags: list[str] | list[TagDetail]) -> list[tuple[str, _Tag]]:
+        """Tags of one repository, one after the other: by name, or (listed by GitLab's API) by digest."""
+        resolved = []
+        for tag in tags:
+            if self._cancelled.is_set():
+                raise CrawlError("cancelled")
+            if isinstance(tag, str):
+                resolved.append((tag, self._resolve_tag(repository, tag)))
+            else:
+                resolved.append((tag.name, self._resolve_detail(repository, tag)))
+        return resolved
+
+    def _resolve_tag(self, repository: str, tag: str) -> _Tag:
+        return self._tag(repository, tag, self._resolve_image(repository, tag))
 
     def _resolve_detail(self, repository: str, detail: TagDetail) -> _Tag:
         """A tag GitLab's API listed at a digest not resolved before: its manifest, fetched by that digest."""
@@ -384,10 +403,10 @@ class BuiltinCrawler:
                     return image
                 fetching = self._manifest_fetching.get(digest)
                 if fetching is None:
-                    self._manifest_fetching[digest] = fetching = threading.Event()
+                    self._manifest_fetching[digest] = fetching = _held()
                     break
             # Tags pushed together share a digest: one request serves them all. If it fails, this tag tries itself.
-            fetching.wait()
+            _wait(fetching)
         try:
             fetched = self._client.manifest(repository, digest)
             assert fetched is not None
@@ -397,7 +416,7 @@ class BuiltinCrawler:
         finally:
             with self._manifests_lock:
                 del self._manifest_fetching[digest]
-            fetching.set()
+            fetching.release()
 
     def _tag(self, repository: str, tag: str, image: ResolvedImage, published: float | None = None) -> _Tag:
         created, warning = self._created(repository, image)
@@ -419,6 +438,10 @@ class BuiltinCrawler:
             return cached
         manifest = parse_manifest(fetched.body, fetched.content_type)
         image = self._resolve(repository, fetched.digest, manifest)
+        # One (digest, size) pair per distinct layer, shared by every image that has it, not one per reference:
+        # parsed anew from each manifest, 100,000 tags of 8 layers kept over 100 MiB of copies.
+        layers = tuple(self._layers.setdefault(layer, layer) for layer in image.layers)
+        image = dataclasses.replace(image, layers=layers, media_type=sys.intern(image.media_type))
         self._images[fetched.digest] = image
         return image
 
@@ -480,6 +503,9 @@ class BuiltinCrawler:
 
     def _config_created(self, repository: str, config: ConfigRef) -> float | None:
         """A config's creation time: cached, being read by another thread (then waited for), or read now."""
+        known = self._configs.get(config.digest, _UNKNOWN)  # one dict lookup is atomic: no lock for a cached date
+        if known is not _UNKNOWN and not isinstance(known, _Unreadable):
+            return known  # type: ignore[return-value]
         while True:
             with self._configs_lock:
                 if config.digest in self._configs:
@@ -489,16 +515,16 @@ class BuiltinCrawler:
                     return known
                 fetching = self._config_fetching.get(config.digest)
                 if fetching is None:
-                    self._config_fetching[config.digest] = fetching = threading.Event()
+                    self._config_fetching[config.digest] = fetching = _held()
                     break
             # Another tag shares this config: its answer serves both. If that read fails, this tag tries itself.
-            fetching.wait()
+            _wait(fetching)
         try:
             return self._read_config(repository, config)
         finally:
             with self._configs_lock:
                 del self._config_fetching[config.digest]
-            fetching.set()
+            fetching.release()
 
     def _read_config(self, repository: str, config: ConfigRef) -> float | None:
         if config.size is not None and config.size > self._max_config_size and is_digest(config.digest):
@@ -526,3 +552,19 @@ class BuiltinCrawler:
             size = self._client.blob_size(repository, blob)
             self._blob_sizes[blob] = size
         return size
+
+
+_UNKNOWN = object()
+
+
+def _held() -> threading.Lock:
+    """A marker for work in flight: held until it ends, so that others wait for it by taking it (a lock is much
+    cheaper to make than an Event)."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+def _wait(marker: threading.Lock) -> None:
+    with marker:
+        pass
