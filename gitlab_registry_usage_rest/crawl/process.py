@@ -6,10 +6,17 @@ a child process, a fresh interpreter (never ``fork``: the parent is multi-thread
 crawl and kept between crawls, so its caches (manifest digests for ``If-None-Match``, tokens) survive.
 
 Only small messages cross the pipe: ``"crawl"`` one way; progress, request counts, heartbeats and at the end the
-``Listing`` or the failure's ``"TypeName: message"`` the other way. Before the listing, a builtin crawler's
+listing or the failure's ``"TypeName: message"`` the other way. Before the listing, a builtin crawler's
 config dates (digest -> creation time) come along when they changed, so the parent can keep them in the data
 file and give them back to the next service's crawler. The snapshot is still built in
 the parent (``Refresher``): that is fast, and the child stays a plain crawler.
+
+**The listing comes in parts, digests once.** Pickled whole, 100,000 tags made a 32 MiB message, held at once
+beside the listing on both sides, and every layer reference arrived as a string of its own (130 bytes, eight
+per tag): a ``"part"`` message carries about ``PART_TAGS`` tags, each layer as a number, and the layers it
+introduces (digest and size) once; a ``"listing"`` message ends it with the errors and warnings. The parent
+rebuilds the ``Listing`` with one string per distinct digest (and per distinct tag name, media type, platform),
+shared by every reference. Every message is tuples of strings and numbers: no class at all is unpickled.
 
 The child ends itself when the pipe reports end-of-file, which is what the parent's death looks like
 from the child, even after SIGKILL or ``os._exit``: no child outlives the service.
@@ -56,18 +63,20 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, runtime_checkable
 
 from .. import logs
 from ..model import ImageListing, Listing, RepositoryListing
+from ..refresher import release_memory
 from .base import Crawler, CrawlError, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 5.0  # seconds between the child's heartbeats during a crawl, at most
+PART_TAGS = 2_000  # tags per "part" message of a listing, about (whole repositories): a few hundred KiB
 
 RequestCounts = dict[str, int]
 ConfigDates = dict[str, float | None]
@@ -264,6 +273,7 @@ class ProcessCrawler:
 
     def _result(self, child: _Child) -> Listing:
         """Pass progress on until the child answers; raises if it fails, exits or stays silent too long."""
+        parts = _ListingParts()
         while True:
             if not child.conn.poll(self._answer_timeout):
                 self._end_silent(child)
@@ -283,9 +293,10 @@ class ProcessCrawler:
                 dates = _config_dates(message)
                 with self._lock:
                     self._config_dates = dates
+            elif kind == "part":
+                parts.add(message)
             elif kind == "listing":
-                listing: Listing = message[1]
-                return listing
+                return parts.listing(message)
             elif kind == "failed":
                 raise CrawlerProcessError(message[1])
             # "alive": a heartbeat, which has done its work by arriving
@@ -336,20 +347,134 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 class _ChildAnswers(pickle.Unpickler):
-    """Unpickles what the child sends, refusing every class but the model's.
+    """Unpickles what the child sends, refusing every class.
 
     The child parses manifests anyone who may push can write; if code ever ran there, a plain pickle
     would let it run code here too, where the JWT key and the LDAP password are. Its messages are
-    tuples of strings, numbers and dicts, and a ``Listing``: nothing else needs a class.
+    tuples of strings, numbers and dicts (the listing too, in parts): nothing needs a class.
     """
 
-    _ALLOWED = {(cls.__module__, cls.__qualname__): cls for cls in (Listing, RepositoryListing, ImageListing)}
-
     def find_class(self, module: str, name: str) -> Any:
-        allowed = self._ALLOWED.get((module, name))
-        if allowed is None:
-            raise pickle.UnpicklingError(f"the crawler process sent a {module}.{name}, which is refused")
-        return allowed
+        raise pickle.UnpicklingError(f"the crawler process sent a {module}.{name}, which is refused")
+
+
+class _Unreadable(CrawlerProcessError):
+    def __init__(self) -> None:
+        super().__init__("the crawler process sent an unreadable listing")
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise _Unreadable()
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) is not float or not math.isfinite(value):
+        raise _Unreadable()
+    return value
+
+
+def _tuple(value: Any, length: int | None = None) -> tuple[Any, ...]:
+    if type(value) is not tuple or length is not None and len(value) != length:
+        raise _Unreadable()
+    return value
+
+
+class _ListingParts:
+    """The parent's end of a listing in parts: checked (the child is not to be trusted) and rebuilt with one
+    string per distinct digest, tag name, media type and platform."""
+
+    def __init__(self) -> None:
+        self._digests: list[str] = []  # layer number -> digest
+        self._sizes: dict[str, int] = {}
+        self._repositories: list[RepositoryListing] = []
+        self._shared: dict[str, str] = {}  # one string for each value
+
+    def _share(self, value: str) -> str:
+        return self._shared.setdefault(value, value)
+
+    def add(self, message: tuple[Any, ...]) -> None:
+        """A ``("part", ((digest, size), ...), ((name, None | ((tag, (layer, ...), digest, media type,
+        (platform, ...), created, published), ...)), ...))`` message."""
+        _, layers, repositories = _tuple(message, 3)
+        for layer in _tuple(layers):
+            digest, size = _tuple(layer, 2)
+            if type(size) is not int or size < 0 or _text(digest) in self._sizes:
+                raise _Unreadable()
+            self._digests.append(digest)
+            self._sizes[digest] = size
+        digests, share = self._digests, self._share
+        for repository in _tuple(repositories):
+            name, images = _tuple(repository, 2)
+            if images is None:
+                self._repositories.append(RepositoryListing(_text(name), None))
+                continue
+            listed = []
+            for image in _tuple(images):
+                tag, numbers, digest, media_type, platforms, created, published = _tuple(image, 7)
+                references = []
+                for number in _tuple(numbers):
+                    if type(number) is not int or not 0 <= number < len(digests):
+                        raise _Unreadable()
+                    references.append(digests[number])
+                listed.append(ImageListing(
+                    tag=share(_text(tag)), layers=tuple(references), digest=_optional_text(digest),
+                    media_type=None if media_type is None else share(_text(media_type)),
+                    platforms=tuple(share(_text(platform)) for platform in _tuple(platforms)),
+                    created=_time(created), published=_time(published),
+                ))
+            self._repositories.append(RepositoryListing(_text(name), tuple(listed)))
+
+    def listing(self, message: tuple[Any, ...]) -> Listing:
+        """The whole listing, given its last message: ``("listing", (error, ...), (warning, ...))``."""
+        _, errors, warnings = _tuple(message, 3)
+        return Listing(tuple(self._repositories), self._sizes, tuple(_text(error) for error in _tuple(errors)),
+                       tuple(_text(warning) for warning in _tuple(warnings)))
+
+
+def _listing_messages(listing: Listing, part_tags: int = PART_TAGS) -> Iterator[tuple[Any, ...]]:
+    """The child's end: ``listing`` as ``"part"`` messages of about ``part_tags`` tags, then ``"listing"``."""
+    numbers: dict[str, int] = {}
+    sizes = listing.layer_sizes
+    layers: list[tuple[str, int]] = []
+    repositories: list[tuple[str, tuple[Any, ...] | None]] = []
+    tags = 0
+    for repository in listing.repositories:
+        images = None
+        if repository.images is not None:
+            images = tuple((image.tag, _numbers(image.layers, numbers, sizes, layers), image.digest,
+                            image.media_type, image.platforms, image.created, image.published)
+                           for image in repository.images)
+            tags += len(images)
+        repositories.append((repository.name, images))
+        if tags >= part_tags:
+            yield ("part", tuple(layers), tuple(repositories))
+            layers, repositories, tags = [], [], 0
+    # Sizes of layers no tag references (none, from the builtin crawler), so the listing arrives exactly as it was.
+    layers += ((digest, size) for digest, size in sizes.items() if digest not in numbers)
+    if layers or repositories:
+        yield ("part", tuple(layers), tuple(repositories))
+    yield ("listing", tuple(listing.errors), tuple(listing.warnings))
+
+
+def _numbers(digests: Iterable[str], numbers: dict[str, int], sizes: Mapping[str, int],
+             layers: list[tuple[str, int]]) -> tuple[int, ...]:
+    """The layer numbers of ``digests``, numbering (and adding to ``layers``) those not seen before."""
+    found = []
+    for digest in digests:
+        number = numbers.get(digest)
+        if number is None:
+            number = numbers[digest] = len(numbers)
+            layers.append((digest, sizes[digest]))
+        found.append(number)
+    return tuple(found)
 
 
 def _from_child(data: bytes) -> tuple[Any, ...]:
@@ -445,7 +570,21 @@ class _Worker:
             self._send_counts()
             if outcome[0] == "listing":
                 self._send_config_dates()  # before the listing, so the parent has them when its crawl returns
-            self._channel.send(*outcome)
+                self._send_listing(outcome[1])
+            else:
+                self._channel.send(*outcome)
+            # The listing is the crawler's to keep (or not) until the next crawl, not this thread's.
+            del outcome
+            release_memory()
+
+    def _send_listing(self, listing: Listing) -> None:
+        try:
+            # A part at a time: never the whole listing twice, nor its pickle beside it.
+            for message in _listing_messages(listing):
+                self._channel.send(*message)
+        except Exception as error:  # a listing that is not one (a crawler's bug): the parent drops the parts
+            log.debug("listing failure details", exc_info=True)
+            self._channel.send("failed", f"{type(error).__name__}: {error}")
 
     def _crawl(self) -> tuple[str, Any]:
         try:

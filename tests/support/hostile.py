@@ -20,13 +20,14 @@ class _RunsCode:
 
 
 class CodeRunningCrawler:
-    """Its ``crawl`` returns, where a ``Listing`` belongs, an object whose unpickling touches ``marker``."""
+    """Its ``crawl`` returns a ``Listing`` whose error, where a string belongs, is an object whose unpickling
+    touches ``marker``."""
 
     def __init__(self, marker: str, progress: ProgressCallback | None = None) -> None:
         self._marker = marker
 
-    def crawl(self) -> Any:
-        return _RunsCode(self._marker)
+    def crawl(self) -> Listing:
+        return Listing((), {}, errors=(_RunsCode(self._marker),))  # type: ignore[arg-type]
 
     def cancel(self) -> None:
         """Nothing to cancel."""
