@@ -17,6 +17,7 @@ written through.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -24,7 +25,7 @@ import os
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,32 +65,46 @@ def encode(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None
     each tag's layer ids and ``layer_sizes`` (by id), which groups and the cleanup simulator need. A snapshot
     without layers (read from an older file) is written with ``layer_sizes`` null.
     """
+    return "".join(encode_parts(snapshot, configs)).encode()
+
+
+# Items per piece of the arrays and objects written piecewise: about a few hundred KiB of text each.
+_PIECE = 10_000
+
+
+def encode_parts(snapshot: Snapshot, configs: Mapping[str, float | None] | None = None) -> Iterator[str]:
+    """``encode``'s text in pieces (a repository, or some thousand numbers, each), to be written one after the
+    other: one ``json.dumps`` of the whole snapshot held its document and its text, twice the file, at once."""
     layers = snapshot.layers
+    dumps = functools.partial(json.dumps, separators=(",", ":"))
     numbers = itertools.count()
 
     def tag_layers(tag: TagUsage) -> list[int] | None:
         return None if layers is None else layers.tag_layers(next(numbers)).tolist()
 
-    return json.dumps(
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "timestamp": snapshot.timestamp,
-            "errors": list(snapshot.errors),
-            "warnings": list(snapshot.warnings),
-            "repositories": [
-                [repo.name, repo.size, repo.disk_size, repo.unique_size,
-                 None if repo.tags is None else [
-                     [tag.name, tag.size, tag.disk_size, tag.unique_size, tag.digest, tag.media_type,
-                      list(tag.platforms), tag.created, tag.first_seen, tag_layers(tag)]
-                     for tag in repo.tags]]
-                for repo in snapshot.repositories
-            ],
-            "layer_sizes": None if layers is None else layers.sizes.tolist(),
-            "configs": dict(itertools.islice((configs or {}).items(), MAX_CONFIGS)),
-        },
-        separators=(",", ":"),
-    ).encode()
+    yield (f'{{"format":{dumps(FORMAT)},"version":{VERSION},"timestamp":{dumps(snapshot.timestamp)},'
+           f'"errors":{dumps(list(snapshot.errors))},"warnings":{dumps(list(snapshot.warnings))},"repositories":[')
+    for number, repo in enumerate(snapshot.repositories):
+        yield ("," if number else "") + dumps(
+            [repo.name, repo.size, repo.disk_size, repo.unique_size,
+             None if repo.tags is None else [
+                 [tag.name, tag.size, tag.disk_size, tag.unique_size, tag.digest, tag.media_type,
+                  list(tag.platforms), tag.created, tag.first_seen, tag_layers(tag)]
+                 for tag in repo.tags]])
+    if layers is None:
+        yield '],"layer_sizes":null'
+    else:
+        yield '],"layer_sizes":['
+        sizes = layers.sizes
+        for first in range(0, len(sizes), _PIECE):
+            yield ("," if first else "") + ",".join(map(str, sizes[first:first + _PIECE]))
+        yield "]"
+    yield ',"configs":{'
+    dates = list(itertools.islice((configs or {}).items(), MAX_CONFIGS))
+    for first in range(0, len(dates), _PIECE):
+        yield ("," if first else "") + ",".join(f"{dumps(digest)}:{dumps(created)}"
+                                                for digest, created in dates[first:first + _PIECE])
+    yield "}}"
 
 
 def decode(data: bytes) -> Snapshot:
@@ -248,7 +263,8 @@ class DataFile:
             descriptor, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             temporary = Path(name)
             with open(descriptor, "wb") as file:
-                file.write(encode(snapshot, configs))
+                # Piece by piece, so the file's text never exists whole in memory (34 MiB at 100,000 tags).
+                file.writelines(part.encode() for part in encode_parts(snapshot, configs))
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)
