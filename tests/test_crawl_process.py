@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -31,9 +32,12 @@ from gitlab_registry_usage_rest.crawl.process import (
     CrawlerFactory,
     CrawlerProcessError,
     ProcessCrawler,
+    _from_child,
+    _listing_messages,
+    _ListingParts,
     child_environment,
 )
-from gitlab_registry_usage_rest.model import Listing
+from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
 from gitlab_registry_usage_rest.refresher import Refresher
 from gitlab_registry_usage_rest.state import RefreshState, SnapshotHolder
 from tests.support.distribution import DistributionRegistry
@@ -183,6 +187,61 @@ def test_a_child_answering_with_a_hostile_pickle_cannot_run_code_in_the_service(
     with pytest.raises(CrawlerProcessError, match=r"unreadable message: .*posix\.system, which is refused"):
         crawler.crawl()
     assert not marker.exists(), "the child's pickle ran a command in the parent"
+
+
+def _fresh(text: str) -> str:
+    """An equal string that is another object, as each parsed manifest gives its digests."""
+    return "".join(list(text))
+
+
+def _shared_layer_listing() -> Listing:
+    base = "sha256:" + "b" * 64
+    return Listing(
+        (RepositoryListing("a/one", tuple(
+            ImageListing(f"v{n}", (_fresh(base), f"sha256:{n:064d}"), f"sha256:{n + 10:064d}", "m", ("linux/amd64",),
+                         1.5e9, None if n else 1.6e9) for n in range(3))),
+         RepositoryListing("a/broken", None),
+         RepositoryListing("b/two", (ImageListing("latest", (_fresh(base),)),))),
+        {base: 100, **{f"sha256:{n:064d}": n for n in range(3)}, "sha256:" + "u" * 64: 7},
+        errors=("a/broken: 404",), warnings=("a/one:v1: created unknown",))
+
+
+def _across_the_pipe(listing: Listing, part_tags: int) -> Listing:
+    """``listing`` sent as the child sends it (pickled message by message) and rebuilt as the parent does."""
+    parts = _ListingParts()
+    for message in _listing_messages(listing, part_tags):
+        received = _from_child(pickle.dumps(message))
+        if received[0] == "part":
+            parts.add(received)
+    return parts.listing(received)
+
+
+@pytest.mark.parametrize("part_tags", [1, 2, 1000], ids=["a-part-per-repository", "parts-of-two", "one-part"])
+def test_listing_crosses_in_parts_unchanged_with_one_string_per_distinct_digest(part_tags: int) -> None:
+    listing = _shared_layer_listing()
+    received = _across_the_pipe(listing, part_tags)
+    assert received == listing
+    one, _, two = received.repositories
+    assert one.images is not None and two.images is not None
+    shared = {id(image.layers[0]) for image in (*one.images, *two.images)}
+    assert len(shared) == 1, "every reference to the shared layer is one string"
+    assert len({id(image.media_type) for image in one.images}) == 1
+
+
+@pytest.mark.parametrize("forge", [
+    lambda part: ("part", part[1], ((part[2][0][0], ((*part[2][0][1][0][:1], (99,), *part[2][0][1][0][2:]),)),)),
+    lambda part: ("part", part[1], ((part[2][0][0], ((*part[2][0][1][0][:1], (True,), *part[2][0][1][0][2:]),)),)),
+    lambda part: ("part", (("sha256:x", -1),), part[2]),
+    lambda part: ("part", part[1] + part[1][:1], part[2]),
+    lambda part: ("part", part[1], ((b"a/one", None),)),
+    lambda part: ("part", part[1], ((part[2][0][0], ((*part[2][0][1][0][:5], float("nan"), None),)),)),
+    lambda part: ("part", part[1], [part[2]]),
+], ids=["layer-number-out-of-range", "layer-number-not-an-integer", "negative-size", "layer-sent-twice",
+        "name-not-text", "created-not-a-number", "list-not-tuple"])
+def test_listing_parts_a_compromised_child_could_forge_are_refused(forge: Callable[[Any], Any]) -> None:
+    part = next(_listing_messages(_shared_layer_listing(), 1))
+    with pytest.raises(CrawlerProcessError, match=r"^the crawler process sent an unreadable listing$"):
+        _ListingParts().add(_from_child(pickle.dumps(forge(part))))
 
 
 def test_config_dates_reach_the_parent_with_the_listing(
