@@ -170,13 +170,15 @@ class _TagReader:
         self._sizes = layer_sizes
         self._starts = array("q", [0])
         self._ids = array("I")
+        # One string for every tag of the same name, media type or platform ("latest" in every repository).
+        self._shared: dict[str, str] = {}
 
     def tag(self, entry: Any) -> TagUsage:
         fields = _array(entry)
         if self._version == 1:
-            return _tag([*fields, None, None])
+            return _tag([*fields, None, None], self._shared)
         if self._version == 2:
-            return _tag(fields)
+            return _tag(fields, self._shared)
         *fields, ids = fields
         if self._sizes is not None:
             count = len(self._sizes)
@@ -185,22 +187,22 @@ class _TagReader:
                     raise ValueError(f"layer id {layer!r:.40} is not one of the {count} layers")
                 self._ids.append(layer)
             self._starts.append(len(self._ids))
-        return _tag(fields)
+        return _tag(fields, self._shared)
 
     def table(self) -> LayerTable | None:
         return None if self._sizes is None else LayerTable(self._sizes, self._starts, self._ids)
 
 
-def _tag(entry: Any) -> TagUsage:
+def _tag(entry: Any, shared: dict[str, str]) -> TagUsage:
     name, size, disk_size, unique_size, digest, media_type, platforms, created, first_seen = _array(entry)
     return TagUsage(
-        name=_text(name),
+        name=shared.setdefault(_text(name), name),
         size=_size(size),
         disk_size=_size(disk_size),
         unique_size=_size(unique_size),
         digest=None if digest is None else _text(digest),
-        media_type=None if media_type is None else _text(media_type),
-        platforms=tuple(_text(platform) for platform in _array(platforms)),
+        media_type=None if media_type is None else shared.setdefault(_text(media_type), media_type),
+        platforms=tuple(shared.setdefault(_text(platform), platform) for platform in _array(platforms)),
         created=None if created is None else _number(created),
         first_seen=None if first_seen is None else _number(first_seen),
     )
