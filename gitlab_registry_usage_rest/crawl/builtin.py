@@ -94,8 +94,8 @@ class _Tag:
 
 @dataclass(frozen=True, slots=True)
 class _Listed:
-    """A repository's tags (each once, in listing order), those resolved by the task that listed them, and
-    those left for tasks of their own: tags (registry API v2) or, from GitLab's API, tags at a new digest."""
+    """A repository's tags (each once, in listing order), those resolved without a request (GitLab's API gave a
+    digest already resolved), and those left for tasks of their own: by name (registry API v2), or by digest."""
 
     tags: list[str]
     resolved: list[tuple[str, _Tag]]
@@ -359,10 +359,11 @@ class BuiltinCrawler:
         )
 
     def _list_repository(self, repository: str, gitlab_v1: bool) -> _Listed:
-        """A repository's tags, and the first ``TAGS_PER_TASK`` of them that need a request resolved too."""
+        """A repository's tags; those that need a request are left for tasks queued after every listing, so that
+        the tag lists come first, as the progress reports count them."""
         if not gitlab_v1:
             tags = list(dict.fromkeys(self._client.tags(repository)))
-            return _Listed(tags, self._resolve_tags(repository, tags[:TAGS_PER_TASK]), tags[TAGS_PER_TASK:])
+            return _Listed(tags, [], tags)
         # GitLab's tag list: every tag at a digest already resolved is resolved from the cache.
         details = self._client.tag_details(repository)
         resolved, unseen = [], []
@@ -372,8 +373,7 @@ class BuiltinCrawler:
                 unseen.append(detail)
             else:
                 resolved.append((detail.name, self._tag(repository, detail.name, image, detail.published)))
-        resolved += self._resolve_tags(repository, unseen[:TAGS_PER_TASK])
-        return _Listed([detail.name for detail in details], resolved, unseen[TAGS_PER_TASK:])
+        return _Listed([detail.name for detail in details], resolved, unseen)
 
     def _resolve_tags(self, repository: str, tags: list[str] | list[TagDetail]) -> list[tuple[str, _Tag]]:
         """Tags of one repository, one after the other: by name, or (listed by GitLab's API) by digest."""
