@@ -608,6 +608,11 @@ class History:
         """Whether the file is open (a file that could not be opened or replaced records nothing)."""
         return self._writer is not None
 
+    def first_recorded(self) -> int | None:
+        """When the kept history starts: its oldest totals row (ms); ``None`` before the first refresh."""
+        found = self._reader().execute("SELECT MIN(timestamp) FROM totals").fetchone()[0]
+        return None if found is None else int(found)
+
     def totals(self, since: int, until: int) -> list[Totals]:
         """The registry's totals recorded from ``since`` to ``until`` (ms, inclusive)."""
         rows = self._reader().execute(

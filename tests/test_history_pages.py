@@ -15,7 +15,7 @@ from gitlab_registry_usage_rest.history import History
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from gitlab_registry_usage_rest.web import sparkline
 from gitlab_registry_usage_rest.web.app import create_app
-from gitlab_registry_usage_rest.web.sparkline import Grower, Trend, growers_section, sparkline_svg, steps
+from gitlab_registry_usage_rest.web.sparkline import Grower, Growers, Trend, growers_section, sparkline_svg, steps
 from tests.support.histories import snapshot
 from tests.support.webapp import FakeDirectory, make_config
 
@@ -43,6 +43,12 @@ def test_a_sparkline_is_a_step_line_across_its_span() -> None:
     assert 'class="sparkline"' in svg and 'role="img"' in svg
 
 
+def test_the_refresh_that_ends_the_span_is_drawn_although_kept_to_the_millisecond() -> None:
+    """The history rounds times to milliseconds; the snapshot's own time may be a fraction of one earlier."""
+    trend = Trend(since=1000.0, until=2000.0001, points=((1000.0, 1), (2000.0004, 2)))
+    assert 'data-last="2"' in sparkline_svg(trend, "Disk size")
+
+
 def test_a_single_refresh_draws_no_line() -> None:
     assert sparkline_svg(Trend(0.0, 100.0, ((50.0, 7),)), "Disk size") == ""
     assert sparkline_svg(Trend(0.0, 100.0, ()), "Disk size") == ""
@@ -65,7 +71,7 @@ def test_however_long_the_history_the_sparkline_draws_a_bounded_number_of_steps(
 @pytest.mark.parametrize("name", HOSTILE, ids=["script", "attribute", "quotes", "formula"])
 def test_names_are_escaped_and_nothing_needs_a_style_or_a_script(name: str) -> None:
     picture = sparkline_svg(Trend(0.0, 10.0, ((0.0, 1), (5.0, 2))), name)
-    table = growers_section([Grower(name, 5, 10)], "/usage")
+    table = growers_section(Growers(0.0, (Grower(name, 5, 10),)), "/usage")
     for html in (picture, table):
         assert "<script" not in html.lower() and "style=" not in html.lower()
     assert "<" not in re.sub(r"<[a-z/][^<>]*>", "", table.replace(f">{escaped(name)}<", "><")), "no raw markup"
@@ -78,10 +84,11 @@ def escaped(text: str) -> str:
 
 
 def test_the_growers_are_listed_in_the_order_given_with_links_and_figures() -> None:
-    table = growers_section([Grower("a/big", 3000, 9000), Grower("b/small", 10, 20)], "/usage")
+    table = growers_section(Growers(0.0, (Grower("a/big", 3000, 9000), Grower("b/small", 10, 20))), "/usage")
     assert re.findall(r'data-repository="([^"]+)" data-growth="(\d+)"', table) == [("a/big", "3000"), ("b/small", "10")]
     assert 'href="/usage/repositories/a%2Fbig"' in table
-    assert "No repository grew" in growers_section([], "")
+    assert "No repository grew in the last 7 days" in growers_section(Growers(0.0, ()), "")
+    assert "when the history began" in growers_section(Growers(0.0, (), begun=True), "")
     assert growers_section(None, "") == ""
 
 
@@ -147,3 +154,14 @@ def test_without_history_the_pages_show_no_history(history: History) -> None:
         for path in ("/", "/repositories/a%2Fgrows", "/groups/a"):
             body = page(client, path)
             assert "sparkline" not in body.replace("svg.sparkline", "") and 'id="growers"' not in body
+
+
+def test_a_history_younger_than_the_span_is_drawn_from_its_start_and_says_so() -> None:
+    young = sparkline.trend_section(Trend(1_700_000_000.0, 1_700_000_060.0, ((1_700_000_000.0, 5),
+                                                                           (1_700_000_030.0, 9)), begun=True),
+                                    "Disk used")
+    assert "Disk used since 2023-11-14, when the history began" in young
+    [line] = coordinates(young)
+    assert (line[0][0], line[-1][0]) == (0.0, sparkline.WIDTH), "across the whole width"
+    full = sparkline.trend_section(Trend(0.0, 30 * DAY, ((0.0, 5), (DAY, 9))), "Disk used")
+    assert "Disk used over the last 30 days" in full

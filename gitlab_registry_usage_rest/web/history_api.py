@@ -464,30 +464,36 @@ class PageHistory:
         self._history = history
         self._growth = growth
         self._lock = threading.Lock()
-        self._dashboard: tuple[Snapshot, sparkline.Trend | None, list[sparkline.Grower] | None] | None = None
+        self._dashboard: tuple[Snapshot, sparkline.Trend | None, sparkline.Growers | None] | None = None
 
-    def dashboard(self, snapshot: Snapshot) -> tuple[sparkline.Trend | None, list[sparkline.Grower] | None]:
+    def dashboard(self, snapshot: Snapshot) -> tuple[sparkline.Trend | None, sparkline.Growers | None]:
         """The registry's disk size over the last days and the week's biggest growers."""
         with self._lock:  # concurrent first requests after a refresh wait for one reading
             current = self._dashboard
             if current is not None and current[0] is snapshot:
                 return current[1], current[2]
-            since, until = _trend_span(snapshot)
             try:
+                since, until, begun = self._span(snapshot)
                 # The rows before the span (one a day there) give the figure in force when it starts.
                 totals = self._history.totals(round((since - 2 * DAY) * 1000), round(until * 1000))
-                table = self._growth.get(snapshot, REPOSITORY, 1, _window_start(snapshot, WEEK))
+                # Over a week, or from the history's start if younger (else everything "grew" by all it holds).
+                week = _window_start(snapshot, WEEK)
+                first = self._history.first_recorded()
+                young = first is not None and week < first <= round(until * 1000)
+                table = self._growth.get(snapshot, REPOSITORY, 1, first if young and first is not None else week)
             except sqlite3.Error as error:
                 log.warning("the history file cannot be read, the dashboard shows no history: %s", error)
                 return None, None
             points: list[tuple[float, int | None]] = [(row.timestamp / 1000, row.disk_size) for row in totals]
-            trend = sparkline.Trend(since, until, _ending(points, snapshot.timestamp, snapshot.total_disk_size))
-            growers = []
+            trend = sparkline.Trend(since, until, _ending(points, snapshot.timestamp, snapshot.total_disk_size),
+                                    begun)
+            rows = []
             for number in table.first("-growth", sparkline.GROWERS):
                 grown, repository = table.grown[number], table.items[number]
                 if grown is None or grown <= 0 or repository.disk_size is None:
                     break
-                growers.append(sparkline.Grower(repository.name, grown, repository.disk_size))
+                rows.append(sparkline.Grower(repository.name, grown, repository.disk_size))
+            growers = sparkline.Growers((first if young and first is not None else week) / 1000, tuple(rows), young)
             self._dashboard = (snapshot, trend, growers)
             return trend, growers
 
@@ -500,14 +506,24 @@ class PageHistory:
         return self._trend(snapshot, GROUP, group.name, group.disk_size)
 
     def _trend(self, snapshot: Snapshot, kind: int, name: str, disk: int | None) -> sparkline.Trend | None:
-        since, until = _trend_span(snapshot)
         try:
+            since, until, begun = self._span(snapshot)
             points = self._history.series(kind, name, round(since * 1000), round(until * 1000))
         except sqlite3.Error as error:
             log.warning("the history file cannot be read, the page shows no history: %s", error)
             return None
         steps: list[tuple[float, int | None]] = [(point.timestamp / 1000, point.disk_size) for point in points]
-        return sparkline.Trend(since, until, tuple(steps) if disk is None else _ending(steps, snapshot.timestamp, disk))
+        return sparkline.Trend(since, until, tuple(steps) if disk is None else _ending(steps, snapshot.timestamp, disk),
+                               begun)
+
+    def _span(self, snapshot: Snapshot) -> tuple[float, float, bool]:
+        """The sparklines' span: the last ``TREND_DAYS`` days, or from the history's start if it is younger
+        (a line squeezed into the last minutes of 30 days would be no line)."""
+        since, until = snapshot.timestamp - TREND_DAYS * DAY, snapshot.timestamp
+        first = self._history.first_recorded()
+        if first is not None and since < first / 1000 < until:
+            return first / 1000, until, True
+        return since, until, False
 
 
 def prepare_pages(app: Flask, snapshot: Snapshot) -> None:
@@ -516,10 +532,6 @@ def prepare_pages(app: Flask, snapshot: Snapshot) -> None:
     history = page_history(app)
     if history is not None:
         history.dashboard(snapshot)
-
-
-def _trend_span(snapshot: Snapshot) -> tuple[float, float]:
-    return snapshot.timestamp - TREND_DAYS * DAY, snapshot.timestamp
 
 
 def _ending(points: list[tuple[float, int | None]], moment: float, disk: int) -> tuple[tuple[float, int | None], ...]:

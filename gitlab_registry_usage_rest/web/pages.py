@@ -451,7 +451,7 @@ def _largest_groups(snapshot: Snapshot, base: str, total_disk: int) -> str:
 
 
 def dashboard_page(view: Dashboard, overview: Overview | None = None, trend: sparkline.Trend | None = None,
-                   growers: Sequence[sparkline.Grower] | None = None) -> str:
+                   growers: sparkline.Growers | None = None) -> str:
     """The dashboard; ``overview`` (of ``view.snapshot``) is what earlier requests already computed; ``trend``
     and ``growers`` what the history says (None: no history kept)."""
     snapshot, base = view.snapshot, view.base

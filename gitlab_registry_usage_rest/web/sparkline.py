@@ -10,7 +10,6 @@ the end of each of that many equal slices of the span. Names are escaped whereve
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import hal
@@ -20,6 +19,8 @@ MAX_POINTS = 300
 WIDTH, HEIGHT = 600.0, 60.0
 PAD = 4.0  # the line's distance from the top and the bottom
 GROWERS = 10
+# The history keeps milliseconds: a point this much after ``until`` is the refresh that ends the span.
+RESOLUTION = 0.001
 
 # (seconds since the epoch, bytes); None: the series was gone from then on.
 Step = tuple[float, int | None]
@@ -28,11 +29,13 @@ Step = tuple[float, int | None]
 @dataclass(frozen=True, slots=True)
 class Trend:
     """A series' disk size from ``since`` to ``until`` (seconds): ``points`` in time order, each in force until
-    the next; the first may lie before ``since`` (the figure in force when the span starts)."""
+    the next; the first may lie before ``since`` (the figure in force when the span starts). ``begun``: the
+    span starts where the history does, being younger than the span asked for."""
 
     since: float
     until: float
     points: tuple[Step, ...]
+    begun: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,16 @@ class Grower:
     name: str
     growth: int
     disk_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Growers:
+    """The repositories that grew most since ``since`` (seconds): 7 days ago, or where the history began
+    (``begun``) if that was later."""
+
+    since: float
+    rows: tuple[Grower, ...]
+    begun: bool = False
 
 
 def _e(text: object) -> str:
@@ -63,8 +76,9 @@ def steps(trend: Trend) -> list[Step]:
     since, until = trend.since, max(trend.until, trend.since)
     inside: list[Step] = []
     for moment, value in trend.points:
-        if moment > until:
+        if moment > until + RESOLUTION:
             break
+        moment = min(moment, until)
         if moment <= since:
             inside = [(since, value)]
         else:
@@ -132,8 +146,9 @@ def trend_section(trend: Trend | None, what: str, section_id: str = "trend") -> 
     if trend is None:
         return ""
     days = max(1, round((trend.until - trend.since) / 86400))
-    heading = f"<h2>{_e(what)} over the last {days} days</h2>"
-    picture = sparkline_svg(trend, f"{what} over the last {days} days")
+    span = f"since {iso(trend.since)[:10]}, when the history began" if trend.begun else f"over the last {days} days"
+    heading = f"<h2>{_e(what)} {_e(span)}</h2>"
+    picture = sparkline_svg(trend, f"{what} {span}")
     if not picture:
         return (f'<section id="{_e(section_id)}">{heading}<p class="legend">The history starts with this '
                 "refresh: the next ones draw the line.</p></section>")
@@ -150,18 +165,21 @@ def _day(moment: float) -> str:
     return f'<time datetime="{stamp}" title="{stamp}">{stamp[:10]}</time>'
 
 
-def growers_section(growers: Sequence[Grower] | None, base: str) -> str:
-    """The dashboard's "grew most this week": the repositories with the largest growth over 7 days, linked."""
+def growers_section(growers: Growers | None, base: str) -> str:
+    """The dashboard's "grew most this week": the repositories with the largest growth over 7 days (or since
+    the history began, if later), linked."""
     if growers is None:
         return ""
     rows = "".join(
         f'<tr data-repository="{_e(grower.name)}" data-growth="{grower.growth}">'
         f'<td class="name"><a href="{_e(hal.repository_path(base, grower.name))}">{_e(grower.name)}</a></td>'
         f'<td class="num">{_signed(grower.growth)}</td><td class="num">{_bytes(grower.disk_size)}</td></tr>'
-        for grower in growers[:GROWERS])
+        for grower in growers.rows[:GROWERS])
+    since = f"on {_day(growers.since)}, when the history began" if growers.begun else "7 days ago"
     if not rows:
-        rows = '<tr><td colspan="3" class="muted">No repository grew in the last 7 days.</td></tr>'
-    return ('<section id="growth-section"><h2>Grew most this week</h2><p class="legend">Disk size now minus 7 days '
-            "ago (a repository new since then counts from zero).</p>"
+        quiet = f"since {_day(growers.since)}, when the history began" if growers.begun else "in the last 7 days"
+        rows = f'<tr><td colspan="3" class="muted">No repository grew {quiet}.</td></tr>'
+    return ('<section id="growth-section"><h2>Grew most this week</h2><p class="legend">Disk size now minus '
+            f"{since} (a repository new since then counts from zero).</p>"
             '<div class="table-wrap"><table id="growers"><thead><tr><th>Repository</th><th class="num">Growth</th>'
             f'<th class="num">Disk size</th></tr></thead><tbody>{rows}</tbody></table></div></section>')
