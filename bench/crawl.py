@@ -1,6 +1,15 @@
-"""Crawl benchmark: the gitlab-registry-usage backend against the builtin collector, in one run.
+"""Crawl benchmarks: the gitlab-registry-usage backend against the builtin collector; or the crawl rate of two
+commits of the builtin collector on one synthetic registry.
 
     python3 -m bench.crawl [--repositories 300] [--tags 5] [--latency-ms 30] [--concurrency 8]
+    python3 -m bench.crawl --compare OLD_TREE [--repositories 10000] [--tags 10] [--layers 8] [--concurrency 8]
+
+``--compare`` (issue 15's crawl rate): bench.gitlab_v1's synthetic registry (one asyncio process per API: the
+registry API v2 alone, and with GitLab's /gitlab/v1/) serves the same content to the builtin crawler of
+``OLD_TREE`` (a work tree of an earlier commit, e.g. ``git worktree add --detach /tmp/crawl-base HEAD``) and of
+this tree, each in a process of its own with only its tree on the path, one after the other: a first crawl and
+an unchanged second crawl through each API. Requests are the servers' own counts; the servers' CPU share is
+printed, so that a registry at its limit would show.
 
 A real Docker Distribution registry and the GitLab token stand-in run in a child process with the
 pushed images (shared base layers). Both sit behind delaying proxies, each in a process of its own,
@@ -11,6 +20,7 @@ nor the servers share an interpreter with the crawler. Request counts are the pr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +35,7 @@ from tempfile import TemporaryDirectory
 
 import requests
 
+from bench.gitlab_v1 import Server
 from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
 from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.model import Listing
@@ -147,14 +158,121 @@ def figures(listing: Listing) -> list[object]:
             for r in build_snapshot(listing, 0.0).repositories]
 
 
+# --- two commits' crawl rate on one synthetic registry ---------------------------------------------------------
+
+# Run in a tree's own interpreter: builds that tree's crawler, crawls once per line on stdin, answers in JSON.
+CRAWLER = """
+import hashlib, json, sys, time
+import gitlab_registry_usage_rest
+from gitlab_registry_usage_rest.crawl.builtin import BuiltinCrawler
+from gitlab_registry_usage_rest.sizes import build_snapshot
+url, concurrency = sys.argv[1], int(sys.argv[2])
+crawler = BuiltinCrawler.connect(url, url, "root", "glpat-benchmark", concurrency=concurrency)
+print(json.dumps({"package": gitlab_registry_usage_rest.__file__}), flush=True)
+for _ in sys.stdin:
+    started, cpu = time.perf_counter(), time.process_time()
+    listing = crawler.crawl()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    figures = [(r.name, r.size, r.disk_size, [(t.name, t.size) for t in r.tags or ()])
+               for r in build_snapshot(listing, 0.0).repositories]
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "errors": len(listing.errors),
+                      "figures": hashlib.sha256(json.dumps(figures).encode()).hexdigest()}), flush=True)
+crawler.close()
+"""
+
+
+@dataclass
+class RateRun:
+    commit: str
+    api: str
+    crawl: str
+    seconds: float
+    requests: int
+    crawler_cpu: float
+    server_cpu: float
+    errors: int
+    figures: str
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _commit(tree: Path) -> str:
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def crawl_twice(tree: Path, server: Server, api: str, concurrency: int) -> list[RateRun]:
+    """A first and an unchanged second crawl by ``tree``'s crawler, in a process with only that tree on its path."""
+    commit = _commit(tree)
+    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    child = subprocess.Popen([sys.executable, "-c", CRAWLER, server.url, str(concurrency)], cwd=tree,
+                             env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    runs = []
+    try:
+        package = json.loads(child.stdout.readline())["package"]
+        if not Path(package).resolve().is_relative_to(tree.resolve()):
+            raise RuntimeError(f"{tree}'s crawler imported {package}")
+        for crawl in ("first", "unchanged second"):
+            server.counts(reset=True)
+            server_cpu = _cpu_seconds(server.process.pid)
+            child.stdin.write("crawl\n")
+            child.stdin.flush()
+            result = json.loads(child.stdout.readline())
+            runs.append(RateRun(commit, api, crawl, result["seconds"], sum(server.counts().values()),
+                                result["cpu"], _cpu_seconds(server.process.pid) - server_cpu, result["errors"],
+                                result["figures"]))
+            print(f"  {runs[-1].commit} {api}, {crawl} crawl: {result['seconds']:.1f} s", flush=True)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    return runs
+
+
+def compare(old_tree: Path, args: argparse.Namespace) -> None:
+    tags = args.repositories * args.tags
+    print(f"synthetic registry: {args.repositories} repositories x {args.tags} tags x {args.layers} layers "
+          f"({tags} tags); builtin crawler, concurrency {args.concurrency}; {os.cpu_count()} CPUs", flush=True)
+    runs: list[RateRun] = []
+    for api, gitlab_v1 in (("v2", False), ("v1", True)):
+        server = Server(args, gitlab_v1)
+        try:
+            for tree in (old_tree, ROOT):
+                runs += crawl_twice(tree, server, api, args.concurrency)
+        finally:
+            server.stop()
+    print(f"\n{'commit':<8} {'crawl':<20} {'seconds':>8} {'requests':>9} {'req/s':>7} {'ratio':>6} "
+          f"{'crawler CPU/req':>15} {'registry CPU':>12} {'errors':>6}")
+    old = {(run.api, run.crawl): run for run in runs if run.commit == runs[0].commit}
+    for run in runs:
+        rate = run.requests / run.seconds
+        base = old[(run.api, run.crawl)]
+        print(f"{run.commit:<8} {run.api + ' ' + run.crawl:<20} {run.seconds:>8.1f} {run.requests:>9} {rate:>7.0f} "
+              f"{rate / (base.requests / base.seconds):>5.2f}x {run.crawler_cpu / run.requests * 1e6:>12.0f} us "
+              f"{run.server_cpu / run.seconds:>11.0%} {run.errors:>6}")
+    same = len({run.figures for run in runs}) == 1
+    print(f"\nfigures identical across every crawl: {same}; registry CPU is the share of one CPU the synthetic "
+          "registry used during the crawl")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repositories", type=int, default=300)
-    parser.add_argument("--tags", type=int, default=5)
+    parser.add_argument("--repositories", type=int)
+    parser.add_argument("--tags", type=int)
+    parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--compare", metavar="OLD_TREE", type=Path)
     parser.add_argument("--serve", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compare:
+        args.repositories, args.tags = args.repositories or 10_000, args.tags or 10
+        compare(args.compare, args)
+        return
+    args.repositories, args.tags = args.repositories or 300, args.tags or 5
     if args.serve:
         serve(Path(args.serve), args.repositories, args.tags)
         return
