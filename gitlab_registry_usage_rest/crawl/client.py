@@ -490,11 +490,15 @@ def _tag_detail(entry: object, what: str) -> TagDetail:
     if size is not None and (type(size) is not int or size < 0):
         raise RegistryError(f"{what}: tag {name}: size {size!r:.100} is not a number of bytes")
     times: dict[str, float | None] = {}
+    parsed: dict[object, float | None] = {None: None}  # GitLab mostly writes one time twice (created, published)
     for key in ("created_at", "updated_at", "published_at"):
+        value = entry.get(key)
         try:
-            times[key] = parse_created(entry.get(key))
+            times[key] = parsed[value] if value in parsed else parsed.setdefault(value, parse_created(value))
         except ConfigError:
-            raise RegistryError(f"{what}: tag {name}: {key} {entry.get(key)!r:.100} is not a time") from None
+            raise RegistryError(f"{what}: tag {name}: {key} {value!r:.100} is not a time") from None
+        except TypeError:  # not hashable: a list or an object
+            raise RegistryError(f"{what}: tag {name}: {key} {value!r:.100} is not a time") from None
     published = times["published_at"]
     if published is None:
         # Registries before published_at: it is the later of the two.
