@@ -104,10 +104,13 @@ MIGRATIONS: tuple[str, ...] = (
         size INTEGER, disk_size INTEGER, unique_size INTEGER, tag_count INTEGER);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
     """,
-    # Version 3: checkpoints of every series' disk size. Version 2's "compacted" (every point before it
+    # Version 3: checkpoints of every series' disk size, and the plain rows by time with their disk sizes (the
+    # rows after a checkpoint are read from the index alone). Version 2's "compacted" (every point before it
     # archived) becomes "moved" (the newest point archived: every point after it is plain).
     """
     CREATE TABLE checkpoints (timestamp INTEGER PRIMARY KEY, data BLOB NOT NULL);
+    DROP INDEX points_by_time;
+    CREATE INDEX points_by_time ON points (timestamp, disk_size);
     INSERT OR IGNORE INTO meta SELECT 'moved', value - 1 FROM meta WHERE key = 'compacted';
     DELETE FROM meta WHERE key = 'compacted'
     """,
@@ -721,11 +724,14 @@ def _state_at(connection: sqlite3.Connection, moment: int) -> array[int] | None:
     state = decode_checkpoint(data)
     moved = _meta(connection, "moved")
     if taken < moment and (moved is None or taken >= moved):
-        for series, disk in connection.execute("SELECT series, disk_size FROM points WHERE timestamp > ? "
-                                               "AND timestamp <= ? ORDER BY timestamp", (taken, moment)):
-            if series >= len(state):
-                state.extend(array("q", [-1]) * (series + 1 - len(state)))
-            state[series] = -1 if disk is None else disk
+        rows = connection.execute("SELECT series, IFNULL(disk_size, -1) FROM points WHERE timestamp > ? "
+                                  "AND timestamp <= ? ORDER BY timestamp", (taken, moment)).fetchall()
+        if rows:
+            top = max(rows)[0]
+            if top >= len(state):
+                state.extend(array("q", [-1]) * (top + 1 - len(state)))
+            for series, disk in rows:
+                state[series] = disk  # -1: gone
     return state
 
 
