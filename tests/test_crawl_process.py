@@ -31,6 +31,7 @@ from gitlab_registry_usage_rest.crawl.library import LibraryCrawler
 from gitlab_registry_usage_rest.crawl.process import (
     CrawlerFactory,
     CrawlerProcessError,
+    PackedConfigDates,
     ProcessCrawler,
     _from_child,
     _listing_messages,
@@ -261,6 +262,20 @@ def test_config_dates_reach_the_parent_with_the_listing(
     assert expected and all(digest.startswith("sha256:") for digest in expected)
     crawler.crawl()  # unchanged, so not sent again: the parent keeps the latest it had
     assert crawler.config_dates() == expected
+
+
+def test_config_dates_kept_packed_read_back_as_they_were_sent() -> None:
+    dates = {"sha256:" + "a" * 64: 1.5e9, "sha256:" + "0" * 63 + "b": None, "sha256:" + "A" * 64: 2.0,
+             "sha512:" + "c" * 128: 3.0, "sha256:" + "1" * 64: 946_684_800.0}
+    packed = PackedConfigDates(dates)
+    assert dict(packed.items()) == dates and packed == dates and len(packed) == len(dates)
+    # Packed (sha256 in lowercase hex) first, each in order, then the few kept as they were.
+    assert list(packed) == ["sha256:" + "a" * 64, "sha256:" + "0" * 63 + "b", "sha256:" + "1" * 64,
+                            "sha256:" + "A" * 64, "sha512:" + "c" * 128]
+    assert packed["sha256:" + "0" * 63 + "b"] is None and packed["sha256:" + "A" * 64] == 2.0
+    # A digest straddling two packed ones is not found in between them.
+    straddling = "sha256:" + "a" * 32 + "0" * 32
+    assert straddling not in packed and "sha256:" + "2" * 64 not in packed
 
 
 def test_config_dates_that_are_no_dates_fail_the_crawl(crawlers: Callable[..., ProcessCrawler]) -> None:
