@@ -195,3 +195,66 @@ def test_a_request_target_is_percent_encoded_where_it_would_break_the_request_li
 def test_urls_the_crawl_never_makes_are_refused_without_a_request(url: str) -> None:
     with pytest.raises(TransportError, match="^InvalidURL: "):
         Transport(1, retries=3).request("GET", url, {}, 5)
+
+
+def test_bytes_left_over_after_an_answer_are_never_read_as_the_next_answer() -> None:
+    # A body one byte shorter than the bytes sent, then a whole forged answer in the same write.
+    forged = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nreHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+    answers = iter([(forged, False), ok(b"real")])
+    with ScriptedServer(lambda _: next(answers)) as server:
+        transport = Transport(1, retries=0)
+        try:
+            first = transport.request("GET", server.url + "a", {}, 5)
+            second = transport.request("GET", server.url + "b", {}, 5)
+        finally:
+            transport.close()
+    assert (first.body, second.body) == (b"re", b"real")
+    assert server.connections == 2, "the connection holding unasked bytes was closed, not reused"
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, close\r\n\r\nok",
+], ids=["switching-protocols", "length-and-chunked", "close-in-a-list"])
+def test_a_connection_whose_framing_is_in_doubt_is_not_kept(answer: bytes) -> None:
+    with always((answer, False)) as server:
+        transport = Transport(1, retries=0)
+        try:
+            for _ in range(2):
+                transport.request("GET", server.url, {}, 5)
+        finally:
+            transport.close()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 4301 + b"\r\n\r\nx",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n" * 11 + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+], ids=["4301-digit-length", "0x-chunk-size", "signed-chunk-size", "endless-100-continue"])
+def test_an_answer_pythons_int_or_a_loop_would_choke_on_is_a_transport_error(answer: bytes) -> None:
+    with always((answer, True)) as server:
+        transport = Transport(1, retries=0)
+        try:
+            with pytest.raises(TransportError) as raised:
+                transport.request("GET", server.url, {}, 5)
+        finally:
+            transport.close()
+    assert raised.value.kind == "ConnectionError"
+
+
+@pytest.mark.parametrize("location", ["http://a..b/blob", "http://" + "x" * 64 + ".example/blob",
+                                      "http://127.0.0.1:" + "9" * 5000 + "/blob"])
+def test_a_redirect_to_a_host_or_port_that_cannot_be_is_an_invalid_url(location: str) -> None:
+    redirect = f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
+    with always((redirect, False)) as server:
+        transport = Transport(1, retries=2, sleep=lambda _: None)
+        try:
+            with pytest.raises(TransportError) as raised:
+                transport.request("HEAD", server.url, {}, 5, follow_redirects=True)
+        finally:
+            transport.close()
+    assert raised.value.kind == "InvalidURL"
+    assert len(server.received) == 1, "not retried"

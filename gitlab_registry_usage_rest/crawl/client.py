@@ -359,10 +359,11 @@ class RegistryClient:
         url = f"v2/{_path(repository)}/blobs/{digest}"
         response = self._request(_scope(repository), "HEAD", url, {}, follow_redirects=True)
         self._expect_ok(response, f"blob {repository}@{digest}")
-        try:
-            return int(response.headers["content-length"])
-        except (KeyError, ValueError):
-            raise RegistryError(f"blob {repository}@{digest}: no Content-Length") from None
+        length = response.headers.get("content-length", "")
+        # Digits only (int() would take "-5" or " 5"), and no more than any blob has.
+        if not (length.isascii() and length.isdigit() and len(length) <= 18):
+            raise RegistryError(f"blob {repository}@{digest}: no valid Content-Length ({length[:40]!r})")
+        return int(length)
 
     def config_blob(self, repository: str, digest: str, max_size: int = MAX_CONFIG_SIZE) -> bytes:
         """An image config's bytes, at most ``max_size`` of them, verified against ``digest``."""

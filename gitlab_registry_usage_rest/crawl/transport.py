@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import select
 import socket
 import ssl
 import threading
@@ -41,6 +42,9 @@ import certifi
 
 MAX_RETRY_AFTER = 60.0
 MAX_REDIRECTS = 10
+MAX_INFORMATIONAL = 10
+# More digits than any body has bytes; Python's int() refuses over 4,300 with a ValueError, not our error.
+MAX_LENGTH_DIGITS = 18
 MAX_HEADERS = 100
 MAX_LINE = 65536
 # Catalog pages, tag lists and manifests: the largest (a Distribution tag list, which is not paged, of a
@@ -56,6 +60,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # percent-encoded, as requests' requote_uri does), so that no space, CR or LF ever reaches the request line.
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class TransportError(Exception):
@@ -95,6 +100,24 @@ class _Connection:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+    def quiet(self) -> bool:
+        """Whether the kept connection holds nothing unasked: no byte left over from the last answer, none sent
+        since. Else the next request would read them as its answer (an answer forged ahead, or a server's idle 408).
+        """
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        try:
+            if select.select([sock], [], [], 0)[0]:
+                return False  # bytes or the end of the connection: either way not for the next request
+            sock.settimeout(0)
+            # Only what the reader buffered already: the socket has nothing, so the raw read does not wait.
+            return not self.reader.peek(1)  # type: ignore[attr-defined]  # a BufferedReader ("rb", buffered)
+        except ssl.SSLWantReadError:
+            return True
+        except (OSError, ValueError):
+            return False
 
 
 class _Stale(Exception):
@@ -141,7 +164,8 @@ class Transport:
                 raise  # the same body next time
             except TransportError as error:
                 errors += 1
-                if errors > self._retries or error.kind == "InvalidURL":
+                # A certificate that fails verification fails again: not worth four handshakes.
+                if errors > self._retries or error.kind in ("InvalidURL", "SSLError"):
                     raise
                 self._sleep(self._backoff_time(errors))
                 continue
@@ -208,6 +232,9 @@ class Transport:
             except IndexError:
                 connection, reused = self._connect(scheme, host, port, timeout), False
             else:
+                if not connection.quiet():
+                    connection.close()
+                    continue
                 reused = True
             try:
                 connection.sock.settimeout(timeout)
@@ -232,6 +259,8 @@ class Transport:
                                                    f"(connect timeout={timeout})") from None
         except OSError as error:
             raise TransportError("ConnectionError", f"connecting to {host}:{port}: {_reason(error)}") from None
+        except (UnicodeError, ValueError):  # a host name IDNA cannot encode (an empty or 64-character label)
+            raise TransportError("InvalidURL", f"{host[:100]!r}: not a host name") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
@@ -255,7 +284,7 @@ class Transport:
         answered = False
         try:
             connection.sock.sendall(data)
-            while True:
+            for _ in range(MAX_INFORMATIONAL + 1):
                 status_line = reader.readline(MAX_LINE + 1)
                 if not status_line:
                     if reused and not answered:
@@ -266,8 +295,11 @@ class Transport:
                 headers = _headers(reader)
                 if not 100 <= status < 200 or status == 101:
                     break
-            keep_alive = (headers.get("connection", "").lower() != "close"
-                          if version == "HTTP/1.1" else headers.get("connection", "").lower() == "keep-alive")
+            else:
+                raise TransportError("ConnectionError", f"more than {MAX_INFORMATIONAL} informational answers")
+            tokens = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+            keep_alive = ("close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens) \
+                and status != 101 and not ("transfer-encoding" in headers and "content-length" in headers)
             if method == "HEAD" or status in _NO_BODY or 100 <= status < 200:
                 return Response(status, headers, b"", url), keep_alive
             encoding = headers.get("transfer-encoding", "").lower()
@@ -319,7 +351,8 @@ def _split(url: str) -> tuple[str, str, int, str, str]:
     if not host:
         raise TransportError("InvalidURL", f"{url[:100]!r}: no host")
     default = _DEFAULT_PORTS[scheme]
-    if port_text and not (port_text.isdigit() and port_text.isascii() and 0 < int(port_text) < 65536):
+    if port_text and not (port_text.isdigit() and port_text.isascii() and len(port_text) <= 5
+                          and 0 < int(port_text) < 65536):
         raise TransportError("InvalidURL", f"{url[:100]!r}: not a port")
     port = int(port_text) if port_text else default
     return scheme, host.lower(), port, shown if port == default else f"{shown}:{port}", target
@@ -365,7 +398,7 @@ def _content_length(value: str) -> int:
     if len(values) != 1:
         raise TransportError("ConnectionError", f"conflicting Content-Length {value[:60]!r}")
     (single,) = values
-    if not single.isdigit() or not single.isascii():
+    if not single.isdigit() or not single.isascii() or len(single) > MAX_LENGTH_DIGITS:
         raise TransportError("ConnectionError", f"invalid Content-Length {value[:60]!r}")
     return int(single)
 
@@ -378,12 +411,9 @@ def _chunked(reader: object, max_body: int) -> bytes:
         if not line:
             raise TransportError("IncompleteRead", f"{len(body)} bytes, then the connection closed")
         size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise TransportError("ConnectionError", f"not a chunk size: {line[:40]!r}") from None
-        if size < 0:
+        if len(line) > MAX_LINE or not _CHUNK_SIZE.fullmatch(size_text):
             raise TransportError("ConnectionError", f"not a chunk size: {line[:40]!r}")
+        size = int(size_text, 16)
         if size == 0:
             break
         if len(body) + size > max_body:
