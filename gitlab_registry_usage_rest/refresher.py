@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import gc
 import logging
 import re
 import threading
@@ -47,10 +46,10 @@ def release_memory() -> None:
 
     The refresh frees hundreds of thousands of objects at once; glibc's malloc keeps freed memory in its arenas
     (one per thread that allocated) unless asked to trim, so without this the service's RSS stays at its
-    refresh peak. Cycles are collected first (frozen dataclasses hold none, but anything else a refresh made
-    may), so that what they held is free when the trim runs.
+    refresh peak. No ``gc.collect()``: snapshots and listings hold no cycles (reference counting frees them),
+    and a full collection walks every object of the snapshot with the interpreter lock held, a pause for every
+    request thread; ``ctypes`` releases the lock for the trim.
     """
-    gc.collect()
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -51,6 +51,7 @@ a healthy crawl may go minutes without a progress report (a long catalog, retrie
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import math
@@ -626,6 +627,7 @@ class _Worker:
                 self._channel.send(*outcome)
             # The listing is the crawler's to keep (or not) until the next crawl, not this thread's.
             del outcome
+            gc.collect()  # nobody waits on the child between crawls
             release_memory()
 
     def _send_listing(self, listing: Listing) -> None:
