@@ -6,7 +6,13 @@ come from the snapshot. Windows: ``?since=`` and ``?until=`` take a duration bac
 ``2 weeks``) or an ISO 8601 date or time (UTC unless it says otherwise); ``since`` defaults to 30 days.
 ``?window=7d`` ranks by growth: disk size in the snapshot minus the disk size in force one window before the
 snapshot (a repository or group that did not exist then counts from zero), so the ranking belongs to the
-snapshot and is rendered once per snapshot, as the other listings are.
+snapshot and is rendered once per snapshot, as the other listings are (JSON, HTML, and CSV with a ``growth``
+column). Every item's figure at the window's start comes from one ``History.state_at`` (a checkpoint and the
+rows after it) and the series ids of the snapshot's items, looked up once per snapshot.
+
+``PageHistory`` is what the pages show of the history (sparklines, the week's growers), handed to them
+through ``browser.page_history``; the refresh thread reads the dashboard's once a snapshot is recorded
+(``prepare_pages``).
 """
 
 from __future__ import annotations
