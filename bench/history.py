@@ -186,7 +186,7 @@ def main() -> None:
         rows.append(("file size", f"{size / 2**20:.0f} MiB ({size / points:.1f} bytes per repository point, groups "
                                   f"and checkpoints included; {args.repositories:,} x {args.days} + {BLOCK_DAYS} "
                                   "days)"))
-        gc.collect()  # the generation's garbage; the service collects after every refresh (release_memory)
+        gc.collect()  # the generation's garbage, which a service never has, must not be collected in a timed refresh
         started = time.perf_counter()
         history = History(str(path), FULL_DAYS, args.days)
         rows.append(("open (loads the last figures)", f"{(time.perf_counter() - started) * 1000:.0f} ms"))
