@@ -250,7 +250,8 @@ def main() -> None:
           f"({tags} tags), {'GitLab /gitlab/v1/' if args.gitlab_v1 else 'registry API v2'}", flush=True)
     registry = Registry(args.repositories, args.tags, args.layers, args.gitlab_v1)
     try:
-        trees = ([("base", args.base)] if args.base else []) + ([] if args.only_base else [("new", ROOT)])
+        # The new tree first: its figures are there even if the old tree's slower crawls are cut short.
+        trees = ([] if args.only_base else [("new", ROOT)]) + ([("base", args.base)] if args.base else [])
         for name, tree in trees:
             results.append(measure(name, tree, registry.url, args.crawls, tags, args.timeout))
     finally:
