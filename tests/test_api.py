@@ -30,6 +30,8 @@ from tests.support.webapp import (
     DirectoryDown,
     FakeDirectory,
     basic,
+    bearer,
+    get_json,
     make_config,
     sample_listing,
 )
@@ -62,14 +64,7 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 @pytest.fixture
 def auth(client: FlaskClient) -> dict[str, str]:
-    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
-    response = client.get(url, headers=headers)
-    assert response.status_code == status, response.data
-    return json.loads(response.data)
+    return bearer(client)
 
 
 # --- login -------------------------------------------------------------------------------------

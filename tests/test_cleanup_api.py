@@ -28,7 +28,7 @@ from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from gitlab_registry_usage_rest.web import simulations
 from gitlab_registry_usage_rest.web.app import create_app
-from tests.support.webapp import FakeDirectory, basic, make_config
+from tests.support.webapp import FakeDirectory, basic, bearer, get_json, make_config
 
 NOW = 1_700_000_000.0  # the clock of the app under test
 TAKEN = NOW - 600  # when the snapshot was taken: every policy is evaluated at this time, not at the clock's
@@ -150,14 +150,7 @@ def client(holder: SnapshotHolder) -> Iterator[FlaskClient]:
 
 @pytest.fixture
 def auth(client: FlaskClient) -> dict[str, str]:
-    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
-    response = client.get(url, headers=headers)
-    assert response.status_code == status, response.data
-    return json.loads(response.data)
+    return bearer(client)
 
 
 POLICIES = [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -18,7 +16,7 @@ from gitlab_registry_usage_rest.history import History
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from gitlab_registry_usage_rest.web.app import create_app
 from tests.support.histories import snapshot
-from tests.support.webapp import FakeDirectory, basic, make_config
+from tests.support.webapp import FakeDirectory, basic, bearer, get_json, make_config
 
 T0 = 1_700_006_400.0
 DAY = 86_400.0
@@ -59,14 +57,7 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 @pytest.fixture
 def auth(client: FlaskClient) -> dict[str, str]:
-    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
-    response = client.get(url, headers=headers)
-    assert response.status_code == status, response.data
-    return json.loads(response.data)
+    return bearer(client)
 
 
 @pytest.mark.parametrize("url", ["/history", "/repositories/a%2Fgrows/history", "/groups/a/history",

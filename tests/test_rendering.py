@@ -16,7 +16,7 @@ from gitlab_registry_usage_rest.sizes import build_snapshot
 from gitlab_registry_usage_rest.state import SnapshotHolder
 from gitlab_registry_usage_rest.web.app import create_app
 from gitlab_registry_usage_rest.web.responses import RenderCache, Rendered, make_etag
-from tests.support.webapp import TIMESTAMP, FakeDirectory, basic, make_config, sample_listing
+from tests.support.webapp import TIMESTAMP, FakeDirectory, bearer, make_config, sample_listing
 
 BIG = "/repositories?embed=true&links=true"  # well above the compression threshold
 
@@ -33,8 +33,7 @@ def client(holder: SnapshotHolder) -> FlaskClient:
 
 @pytest.fixture
 def auth(client: FlaskClient) -> dict[str, str]:
-    token = client.get("/auth_token", headers=basic("alice", "right")).get_json()["auth_token"]
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(client)
 
 
 def test_data_responses_carry_validators_and_cache_control(client: FlaskClient, auth: dict[str, str]) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from typing import Any
+
+from flask.testing import FlaskClient
 
 from gitlab_registry_usage_rest.config import Config, GeneralConfig, JwtConfig, LdapConfig, RegistryConfig
 from gitlab_registry_usage_rest.model import ImageListing, Listing, RepositoryListing
@@ -62,3 +65,16 @@ def make_config(**general: Any) -> Config:
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(client: FlaskClient, user: str = "alice", password: str = "right") -> dict[str, str]:
+    """The header a client sends after logging in through ``/auth_token`` (FakeDirectory's users)."""
+    token = client.get("/auth_token", headers=basic(user, password)).get_json()["auth_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get_json(client: FlaskClient, url: str, headers: dict[str, str], status: int = 200) -> Any:
+    """``url``'s JSON body, after checking its status."""
+    response = client.get(url, headers=headers)
+    assert response.status_code == status, response.data
+    return json.loads(response.data)
