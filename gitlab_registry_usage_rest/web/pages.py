@@ -205,11 +205,7 @@ class TableQuery:
         sort = args.get("sort", DEFAULT_SORT)
         if sort.removeprefix("-") not in SORT_COLUMNS:
             sort = DEFAULT_SORT
-        try:
-            page = max(1, min(int(args.get("page", "1")), 10**6))
-        except ValueError:
-            page = 1
-        return cls(sort, args.get("prefix", "").strip().strip("/")[:1024], page)
+        return cls(sort, args.get("prefix", "").strip().strip("/")[:1024], page_number(args))
 
     def args(self, **changes: str | int) -> dict[str, str | None]:
         values: dict[str, str | int] = {"sort": self.sort, "prefix": self.prefix, "page": self.page, **changes}
@@ -684,7 +680,8 @@ GROUP_SORT_COLUMNS = ("name", "disk_size", "size", "unique_size", "repositories"
 TAGS_SHOWN = 8
 
 
-def _page_number(args: Mapping[str, str]) -> int:
+def page_number(args: Mapping[str, str]) -> int:
+    """``?page=`` as links carry it: a whole number from 1 to a million, else the first page."""
     try:
         return max(1, min(int(args.get("page", "1")), 10**6))
     except ValueError:
@@ -709,7 +706,7 @@ class GroupQuery:
             depth = max(1, min(int(args.get("depth", "1")), hal.MAX_DEPTH))
         except ValueError:
             depth = 1
-        return cls(depth, sort, _page_number(args))
+        return cls(depth, sort, page_number(args))
 
     def args(self, **changes: str | int) -> dict[str, str | None]:
         values: dict[str, str | int] = {"depth": self.depth, "sort": self.sort, "page": self.page, **changes}
@@ -1019,7 +1016,7 @@ def group_page(snapshot: Snapshot, group: GroupUsage, base: str, user: str | Non
         overview = GroupOverview(snapshot, group, base)
     path = _group_path(base, group.name)
     listed = overview.listed
-    page, pages, first = _window(listed, _page_number(query))
+    page, pages, first = _window(listed, page_number(query))
     rows = []
     for item in listed[first:first + PAGE_ROWS]:
         if isinstance(item, GroupUsage):
@@ -1185,7 +1182,7 @@ def _cleanup_result(result: CleanupResult, base: str, path: str, query: Mapping[
         f"more than the sum of each repository's alone. {together}</p>"
         + _unreadable(result.unreadable_repositories, "in scope", "nothing is deleted there, and", "freed sizes")
         + f"{_unknown_ages(result)}</section>")
-    page, pages, first = _window(result.repositories, _page_number(query))
+    page, pages, first = _window(result.repositories, page_number(query))
     shown = result.repositories[first:first + PAGE_ROWS]
     rows = [
         f'<tr data-repository="{_e(entry.name)}" data-freed-size="{entry.freed_size}" '

@@ -375,10 +375,7 @@ def _page_for(found: tuple[hal.Target, RepositoryUsage, TagUsage | None], now: f
     base, user = request.script_root, g.get("user")
     if tag is not None:
         return html_response(pages.tag_page(repository, tag, base, user, now=now))
-    try:
-        page = int(request.args.get("page", "1"))
-    except ValueError:
-        page = 1
+    page = pages.page_number(request.args)
     history = page_history()
     trend = None if history is None else history.repository(snapshot, repository)
     return html_response(pages.repository_page(repository, base, user, page, now=now, trend=trend))
