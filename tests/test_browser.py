@@ -15,6 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from tests.support.browser import log_in as log_in_form
 from tests.support.browser import screenshot
 from tests.support.distribution import DistributionRegistry
 from tests.support.expected import Expected, Policy
@@ -58,10 +59,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 def log_in(page: Page, service: ServiceProcess, slapd: Slapd, password: str | None = None) -> None:
     user = slapd.users["alice"]
-    page.goto(service.url + "/")
-    page.fill("#username", user.uid)
-    page.fill("#password", user.password if password is None else password)
-    page.click("#login button[type=submit]")
+    log_in_form(page, service.url, user.uid, user.password if password is None else password)
 
 
 def test_login_through_the_form_shows_the_dashboard_with_the_pushed_totals(

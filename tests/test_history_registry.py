@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser
 
-from tests.support.browser import screenshot
+from tests.support.browser import log_in, screenshot
 from tests.support.distribution import DistributionRegistry
 from tests.support.gitlab_stand_in import GitLabTokenEndpoint
 from tests.support.processes import until
@@ -164,10 +164,7 @@ def test_the_dashboard_draws_a_sparkline_after_two_refreshes(
     try:
         page = context.new_page()
         user = slapd.users["alice"]
-        page.goto(service.url + "/")
-        page.fill("#username", user.uid)
-        page.fill("#password", user.password)
-        page.click("#login button[type=submit]")
+        log_in(page, service.url, user.uid, user.password)
         line = page.wait_for_selector("#trend svg.sparkline polyline")
         assert line is not None
         pairs = str(line.get_attribute("points")).split()

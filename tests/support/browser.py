@@ -41,3 +41,11 @@ def screenshot(page: Page, directory: Path, name: str) -> Path:
         Path(wanted).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(wanted) / path.name)
     return path
+
+
+def log_in(page: Page, url: str, username: str, password: str) -> None:
+    """What a person does at ``url``: open the dashboard's login form, fill it in and send it."""
+    page.goto(url + "/")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login button[type=submit]")
